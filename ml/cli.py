@@ -1,0 +1,200 @@
+"""Command line: python -m ml {train,evaluate,predict,export,benchmark}."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from ml.errors import MLError
+
+logger = logging.getLogger("ml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ml.config import MODES, TrainConfig
+
+    defaults = TrainConfig(data_dir="", out_dir="")
+    parser = argparse.ArgumentParser(prog="python -m ml", description="Heritage element classifier.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model and save the best epoch")
+    train.add_argument("--config", help="JSON file with TrainConfig fields; flags override it")
+    train.add_argument("--data", dest="data_dir", help="dataset root with train/<class>/ folders")
+    train.add_argument("--out", dest="out_dir", help="output folder for model.safetensors and model.json")
+    train.add_argument("--backbone", help=f"Lite name or timm architecture (default {defaults.backbone})")
+    train.add_argument("--weights", dest="weights_file", help="local ImageNet weights for a timm architecture")
+    train.add_argument("--mode", choices=MODES, help=f"what to train (default {defaults.mode})")
+    train.add_argument("--epochs", type=int, help=f"maximum epochs (default {defaults.epochs})")
+    train.add_argument("--batch-size", type=int, help=f"images per batch (default {defaults.batch_size})")
+    train.add_argument("--lr", dest="learning_rate", type=float, help=f"peak learning rate (default {defaults.learning_rate})")
+    train.add_argument("--image-size", type=int, help=f"input side in pixels (default {defaults.image_size})")
+    train.add_argument("--patience", type=int, help=f"early-stopping patience in epochs (default {defaults.patience})")
+    train.add_argument("--seed", type=int, help=f"random seed (default {defaults.seed})")
+    train.add_argument("--workers", dest="num_workers", type=int, help=f"data-loading processes (default {defaults.num_workers})")
+    train.add_argument("--device", help="auto, cpu or cuda (default auto)")
+
+    evaluate = commands.add_parser("evaluate", help="score a model on the test split")
+    evaluate.add_argument("model", help="model folder with model.json")
+    evaluate.add_argument("--data", required=True, help="dataset root with test/<class>/ folders")
+    evaluate.add_argument("--split", default="test", help="split folder to score (default test)")
+    evaluate.add_argument("--no-tta", action="store_true", help="skip mirror-image test-time augmentation")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    evaluate.add_argument("--markdown", metavar="FILE", help="also write the tables as Markdown to FILE")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+
+    predict = commands.add_parser("predict", help="classify image files")
+    predict.add_argument("files", nargs="+", help="image files")
+    predict.add_argument("--model", help="model folder (default: the packaged default model)")
+    predict.add_argument("--top", type=int, default=3, help="classes shown per file (default 3)")
+    predict.add_argument("--json", action="store_true", help="print one JSON object per line and file")
+    predict.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+
+    export = commands.add_parser("export", help="write a smaller inference copy of a model")
+    export.add_argument("model", help="model folder with model.json")
+    export.add_argument("--out", required=True, help="output folder")
+    export.add_argument("--dtype", choices=("int8", "float16"), default="int8", help="weight storage type (default int8)")
+    export.add_argument("--data", help="dataset root: also report test macro-F1 of both models")
+
+    benchmark = commands.add_parser("benchmark", help="measure latency, throughput and memory")
+    benchmark.add_argument("--model", help="model folder (default: the packaged default model)")
+    benchmark.add_argument("--repeats", type=int, default=30, help="single-image timings per setup (default 30)")
+    benchmark.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handlers = {
+        "train": run_train,
+        "evaluate": run_evaluate,
+        "predict": run_predict,
+        "export": run_export,
+        "benchmark": run_benchmark,
+    }
+    try:
+        return handlers[args.command](args)
+    except MLError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _train_config(args):
+    from ml.config import TrainConfig
+    from ml.errors import ConfigError
+
+    names = [field.name for field in dataclasses.fields(TrainConfig)]
+    flags = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    if args.config:
+        return TrainConfig.from_json_file(args.config, **flags)
+    for required, flag in (("data_dir", "--data"), ("out_dir", "--out")):
+        if required not in flags:
+            raise ConfigError(f"{flag} is required unless --config gives {required}")
+    return TrainConfig(**flags)
+
+
+def run_train(args) -> int:
+    from tqdm import tqdm
+
+    from ml.training import fit
+
+    config = _train_config(args)
+    bar = None
+
+    def on_progress(event: dict) -> None:
+        nonlocal bar
+        if event["phase"] == "train":
+            if bar is None:
+                bar = tqdm(
+                    total=event["batches"],
+                    desc=f"epoch {event['epoch']}/{event['epochs']}",
+                    leave=False,
+                    disable=None,  # no bar when stderr is not a terminal, such as a log file
+                )
+            bar.update(1)
+            bar.set_postfix(loss=f"{event['loss']:.4f}")
+            if event["batch"] == event["batches"]:
+                bar.close()
+                bar = None
+
+    result = fit(config, on_progress=on_progress)
+    if bar is not None:
+        bar.close()
+    if result.model_dir is None:
+        print("no epoch finished; nothing was saved", file=sys.stderr)
+        return 1
+    print(
+        f"saved {result.model_dir} (best epoch {result.best_epoch}, "
+        f"val macro-F1 {result.val_metrics['macro_f1']:.4f}, {result.seconds / 60:.1f} min)"
+    )
+    return 0
+
+
+def run_evaluate(args) -> int:
+    from ml.reporting import evaluation_summary, format_evaluation
+
+    summary = evaluation_summary(args.model, args.data, args.split, tta=not args.no_tta, device=args.device)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_evaluation(summary))
+    if args.markdown:
+        from ml.reporting import markdown_evaluation
+
+        Path(args.markdown).write_text(markdown_evaluation(summary))
+    return 0
+
+
+def run_predict(args) -> int:
+    from ml.errors import ImageDecodeError
+    from ml.images import open_image
+    from ml.inference import Predictor
+
+    predictor = Predictor(args.model, device=args.device)
+    failures = 0
+    for file in args.files:
+        try:
+            image = open_image(file, draft_size=predictor.draft_size)
+        except ImageDecodeError as error:
+            failures += 1
+            _print_prediction_error(file, str(error), args.json)
+            continue
+        probabilities = predictor.predict([image])[0]
+        label = max(probabilities, key=probabilities.get)
+        if args.json:
+            print(json.dumps({"file": file, "label": label, "probabilities": probabilities}), flush=True)
+        else:
+            ranked = sorted(probabilities.items(), key=lambda item: item[1], reverse=True)[: args.top]
+            print(f"{file}: " + ", ".join(f"{name} {p:.3f}" for name, p in ranked), flush=True)
+    return 1 if failures else 0
+
+
+def _print_prediction_error(file: str, message: str, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"file": file, "error": message}), flush=True)
+    else:
+        print(f"{file}: error: {message}", file=sys.stderr, flush=True)
+
+
+def run_export(args) -> int:
+    from ml.export import export_model
+
+    report = export_model(args.model, args.out, args.dtype, args.data)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def run_benchmark(args) -> int:
+    from ml.benchmark import run_benchmarks
+
+    run_benchmarks(args.model, args.repeats, args.device)
+    return 0

@@ -1,0 +1,100 @@
+"""The training configuration: one frozen dataclass is the contract.
+
+The command line builds it from flags and the Celery training worker from a
+job row. Defaults reproduce the committed default model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ml.errors import ConfigError
+
+MODES = ("finetune", "linear-probe")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data_dir: str  # dataset root holding train/<class>/ and test/<class>/
+    out_dir: str  # where model.safetensors and model.json are written
+    backbone: str = "efficientnet_lite2"  # a Lite name, or any timm name with weights_file
+    weights_file: str | None = None  # local ImageNet weights for a timm architecture
+    mode: str = "finetune"  # "finetune" trains all layers, "linear-probe" only the head
+    epochs: int = 14
+    batch_size: int = 64
+    learning_rate: float = 1e-3  # peak AdamW learning rate after warm-up
+    weight_decay: float = 0.05  # not applied to biases and normalisation weights
+    warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to zero
+    label_smoothing: float = 0.1
+    image_size: int = 128  # network input side in pixels
+    # Test photos are 64 px while train photos are 128 px. Training sees a
+    # random share of images reduced to low_res_range and scaled back up, and
+    # evaluation reduces every image to source_size first, so both sides meet
+    # the same blur.
+    low_res_prob: float = 0.75
+    low_res_range: tuple[int, int] = (40, 88)
+    source_size: int = 64  # evaluation and inference reduce inputs to this side first
+    crop_scale: tuple[float, float] = (0.6, 1.0)  # random-resized-crop area range
+    val_fraction: float = 0.1  # stratified share of train/ held out for model selection
+    patience: int | None = 4  # stop after this many epochs without a better val macro-F1
+    seed: int = 0
+    num_workers: int = 1  # data-loading processes; 0 loads in the training process
+    device: str = "auto"  # "auto" takes CUDA when present, else the CPU
+    max_bad_images: int = 20  # unreadable files tolerated before training stops
+    tta: bool = True  # average predictions over the image and its mirror image
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first invalid field."""
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 2:
+            raise ConfigError(f"batch_size must be at least 2, got {self.batch_size}")
+        if not 0 < self.learning_rate < 1:
+            raise ConfigError(f"learning_rate must be between 0 and 1, got {self.learning_rate}")
+        if not 16 <= self.image_size <= 1024:
+            raise ConfigError(f"image_size must be between 16 and 1024 pixels, got {self.image_size}")
+        if not 0 < self.val_fraction < 0.5:
+            raise ConfigError(f"val_fraction must be between 0 and 0.5, got {self.val_fraction}")
+        if not 0 <= self.low_res_prob <= 1:
+            raise ConfigError(f"low_res_prob must be between 0 and 1, got {self.low_res_prob}")
+        low, high = self.low_res_range
+        if not 8 <= low <= high:
+            raise ConfigError(f"low_res_range must be two sizes with 8 <= low <= high, got {self.low_res_range}")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"patience must be at least 1 or None, got {self.patience}")
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers must be 0 or more, got {self.num_workers}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        if self.weights_file is not None and not Path(self.weights_file).is_file():
+            raise ConfigError(f"weights_file not found: {self.weights_file}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """Build a config from a dict, such as a JSON config file, rejecting unknown keys."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
+        values = dict(values)
+        for name in ("low_res_range", "crop_scale"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)
+
+    @classmethod
+    def from_json_file(cls, path: str | Path, **overrides) -> TrainConfig:
+        try:
+            values = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ConfigError(f"cannot read config file {path}: {error}") from error
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls.from_dict(values)

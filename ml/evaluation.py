@@ -1,0 +1,136 @@
+"""Evaluate a saved model on a dataset split and compare with published scores."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ml.checkpoints import load_checkpoint
+from ml.data import list_split, load_images
+from ml.metrics import classification_report
+from ml.runtime import configure_threads, resolve_device
+from ml.transforms import EvalTransform, ImageListDataset
+
+logger = logging.getLogger(__name__)
+
+# Per-class test F1 of the fully trained ResNet in Llamas et al., "Classification
+# of Architectural Heritage Images Using Deep Learning Techniques", Applied
+# Sciences 7(10):992, 2017, in dataset folder order.
+PAPER_F1 = {
+    "altar": 0.906,
+    "apse": 0.874,
+    "bell_tower": 0.903,
+    "column": 0.953,
+    "dome(inner)": 0.967,
+    "dome(outer)": 0.937,
+    "flying_buttress": 0.805,
+    "gargoyle": 0.923,
+    "stained_glass": 0.990,
+    "vault": 0.925,
+}
+# Best public fine-tune found on the same test set: ImageNet HRNet-W64.
+HRNET_W64_F1 = {
+    "altar": 0.937,
+    "apse": 0.909,
+    "bell_tower": 0.944,
+    "column": 0.946,
+    "dome(inner)": 0.949,
+    "dome(outer)": 0.936,
+    "flying_buttress": 0.940,
+    "gargoyle": 0.979,
+    "stained_glass": 0.966,
+    "vault": 0.936,
+}
+
+
+@torch.inference_mode()
+def predict_probabilities(
+    model: nn.Module, loader, device: torch.device, tta: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (softmax probabilities, labels) for every batch of `loader`."""
+    model.eval()
+    probabilities, labels = [], []
+    for images, targets in loader:
+        images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+            logits = model(images).float()
+            if tta:
+                logits_flipped = model(torch.flip(images, dims=[3])).float()
+        batch = logits.softmax(dim=1)
+        if tta:
+            batch = (batch + logits_flipped.softmax(dim=1)) / 2
+        probabilities.append(batch.cpu().numpy())
+        labels.append(np.asarray(targets))
+    return np.concatenate(probabilities), np.concatenate(labels)
+
+
+def evaluate(
+    model_dir: str | Path,
+    data_dir: str | Path,
+    split: str = "test",
+    batch_size: int = 64,
+    tta: bool = True,
+    device: str = "auto",
+    exclude: set[str] | None = None,
+) -> dict:
+    """Score a saved model on one split of a dataset.
+
+    `exclude` holds paths relative to `data_dir` to leave out, for example
+    test images with a near-duplicate in train. Returns the metrics of
+    `ml.metrics.classification_report` plus `samples`, one entry per image
+    with its true and predicted class.
+    """
+    torch_device = resolve_device(device)
+    configure_threads()
+    model, description = load_checkpoint(model_dir, torch_device)
+    class_names = description["class_names"]
+
+    data_root = Path(data_dir)
+    split_data = list_split(data_root, split, class_names)
+    samples = [
+        sample
+        for sample in split_data.samples
+        if not exclude or str(sample.path.relative_to(data_root)) not in exclude
+    ]
+    max_bad = max(20, len(samples) // 100)
+    images, labels, bad = load_images(samples, max_bad=max_bad, max_side=max(description["image_size"], 256))
+    readable = [sample for sample in samples if sample.path not in set(bad)]
+
+    dataset = ImageListDataset(images, labels, EvalTransform.from_description(description))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    probabilities, true = predict_probabilities(model, loader, torch_device, tta)
+    predicted = probabilities.argmax(axis=1)
+
+    report = classification_report(true.tolist(), predicted.tolist(), class_names)
+    report["split"] = split
+    report["tta"] = tta
+    report["skipped_unreadable"] = [str(path.relative_to(data_root)) for path in bad]
+    report["samples"] = [
+        {
+            "path": str(sample.path.relative_to(data_root)),
+            "true": class_names[int(label)],
+            "pred": class_names[int(guess)],
+            "confidence": float(probabilities[i, guess]),
+        }
+        for i, (sample, label, guess) in enumerate(zip(readable, true, predicted))
+    ]
+    return report
+
+
+def read_near_duplicates(data_dir: str | Path) -> set[str]:
+    """Return test paths listed in near_duplicates_train_test.tsv, if the file exists."""
+    path = Path(data_dir) / "near_duplicates_train_test.tsv"
+    if not path.is_file():
+        return set()
+    paths = set()
+    for line in path.read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        columns = line.split("\t")
+        if len(columns) >= 2 and columns[1].startswith("test/"):
+            paths.add(columns[1])
+    return paths

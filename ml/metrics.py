@@ -1,0 +1,48 @@
+"""Classification metrics computed from integer labels, with no extra dependency."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def confusion_matrix(true: list[int], predicted: list[int], num_classes: int) -> np.ndarray:
+    """Return counts with rows for the true class and columns for the prediction."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(true, dtype=np.int64), np.asarray(predicted, dtype=np.int64)), 1)
+    return matrix
+
+
+def classification_report(true: list[int], predicted: list[int], class_names: list[str]) -> dict:
+    """Return accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix.
+
+    A class that is never predicted has precision 0, and one with no true
+    samples has recall 0, so neither divides by zero.
+    """
+    matrix = confusion_matrix(true, predicted, len(class_names))
+    hits = np.diag(matrix).astype(np.float64)
+    predicted_counts = matrix.sum(axis=0)
+    support = matrix.sum(axis=1)
+
+    precision = np.divide(hits, predicted_counts, out=np.zeros_like(hits), where=predicted_counts > 0)
+    recall = np.divide(hits, support, out=np.zeros_like(hits), where=support > 0)
+    denominator = precision + recall
+    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(hits), where=denominator > 0)
+
+    total = int(matrix.sum())
+    per_class = {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(class_names)
+    }
+    return {
+        "accuracy": float(hits.sum() / total) if total else 0.0,
+        "macro_f1": float(f1.mean()) if len(class_names) else 0.0,
+        "per_class": per_class,
+        "confusion_matrix": matrix.tolist(),
+        "class_names": list(class_names),
+        "n": total,
+    }

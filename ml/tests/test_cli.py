@@ -1,0 +1,82 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from ml.cli import main
+
+
+def test_predict_json_reports_each_file(tiny_model, tmp_path, capsys):
+    good = tmp_path / "good photo (1).png"
+    Image.new("RGB", (50, 40), (100, 50, 20)).save(good)
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("this is text")
+
+    code = main(["predict", "--model", str(tiny_model), "--json", str(good), str(bad), str(tmp_path / "absent.jpg")])
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 1
+    assert [line["file"] for line in lines] == [str(good), str(bad), str(tmp_path / "absent.jpg")]
+    assert set(lines[0]) == {"file", "label", "probabilities"}
+    assert len(lines[0]["probabilities"]) == 10
+    assert lines[0]["label"] == max(lines[0]["probabilities"], key=lines[0]["probabilities"].get)
+    assert set(lines[1]) == {"file", "error"}
+    assert "not an image" in lines[1]["error"]
+    assert "not found" in lines[2]["error"]
+
+
+def test_predict_prints_top_classes(tiny_model, tmp_path, capsys):
+    photo = tmp_path / "a.jpg"
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(photo)
+
+    assert main(["predict", "--model", str(tiny_model), "--top", "2", str(photo)]) == 0
+
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{photo}: ")
+    assert line.count(",") == 1
+
+
+def test_evaluate_json_has_comparison_with_paper(tiny_model, tiny_dataset, capsys):
+    assert main(["evaluate", str(tiny_model), "--data", str(tiny_dataset), "--json", "--device", "cpu"]) == 0
+
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n"] == 60
+    rows = {row["class"]: row for row in summary["comparison"]}
+    assert rows["apse"]["paper_f1"] == 0.874
+    assert rows["apse"]["hrnet_w64_f1"] == 0.909
+    assert rows["apse"]["beats_paper"] == (summary["per_class"]["apse"]["f1"] > 0.874)
+
+
+def test_train_reports_missing_dataset(tmp_path, capsys):
+    code = main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), "--backbone", "efficientnet_lite0"])
+
+    assert code == 2
+    assert "dataset folder not found" in capsys.readouterr().err
+
+
+def test_module_entry_point_shows_help():
+    completed = subprocess.run([sys.executable, "-m", "ml", "--help"], capture_output=True, text=True, check=True)
+
+    assert "train" in completed.stdout
+    assert "predict" in completed.stdout
+
+
+def test_ml_never_imports_django():
+    code = "import ml.cli, ml.training, ml.inference, ml.evaluation, ml.export, sys; print('django' in sys.modules)"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+    assert completed.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("flag", ["--json"])
+def test_predict_default_model_is_used_without_model_flag(monkeypatch, tiny_model, tmp_path, capsys, flag):
+    import ml
+
+    monkeypatch.setattr(ml, "DEFAULT_MODEL_DIR", tiny_model)
+    photo = tmp_path / "x.webp"
+    Image.new("RGB", (30, 30)).save(photo)
+
+    assert main(["predict", flag, str(photo)]) == 0
+    assert json.loads(capsys.readouterr().out)["label"] in ml.data.AHE_CLASSES

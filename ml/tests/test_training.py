@@ -1,0 +1,127 @@
+import pytest
+import torch
+
+from ml.checkpoints import read_description
+from ml.config import TrainConfig
+from ml.errors import ConfigError
+from ml.evaluation import evaluate
+from ml.training import fit
+
+
+def _config(data, out, **overrides):
+    values = dict(
+        data_dir=str(data),
+        out_dir=str(out),
+        backbone="efficientnet_lite0",
+        epochs=3,
+        batch_size=12,
+        learning_rate=3e-3,
+        image_size=32,
+        source_size=32,
+        low_res_range=(16, 32),
+        val_fraction=0.34,
+        num_workers=0,
+        patience=None,
+        device="cpu",
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_fit_lowers_training_loss_and_saves_best(tiny_dataset, tmp_path):
+    events = []
+
+    result = fit(_config(tiny_dataset, tmp_path / "run"), on_progress=events.append)
+
+    losses = [epoch["train_loss"] for epoch in result.history]
+    assert len(losses) == 3
+    assert losses[-1] < losses[0]
+    assert result.model_dir == tmp_path / "run"
+    description = read_description(result.model_dir)
+    assert description["best_epoch"] == result.best_epoch
+    assert description["dataset_fingerprint"]
+    assert description["config"]["epochs"] == 3
+    assert [e["epoch"] for e in events if e["phase"] == "epoch_end"] == [1, 2, 3]
+    assert {"train_loss", "val_accuracy", "val_macro_f1", "lr", "seconds"} <= set(events[-1]["metrics"])
+
+
+def test_fit_is_reproducible_with_a_seed(tiny_dataset, tmp_path):
+    first = fit(_config(tiny_dataset, tmp_path / "a", epochs=1))
+    second = fit(_config(tiny_dataset, tmp_path / "b", epochs=1))
+
+    assert first.history[0]["train_loss"] == pytest.approx(second.history[0]["train_loss"], rel=1e-5)
+
+
+def test_fit_stops_between_batches_when_asked(tiny_dataset, tmp_path):
+    batches = []
+
+    # 40 training images in batches of 12 (the last dropped) give 3 batches per epoch.
+    def stop_in_second_epoch():
+        return len(batches) >= 4
+
+    result = fit(
+        _config(tiny_dataset, tmp_path / "run"),
+        on_progress=lambda event: batches.append(event) if event["phase"] == "train" else None,
+        should_stop=stop_in_second_epoch,
+    )
+
+    assert result.cancelled
+    assert result.best_epoch == 1
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_fit_cancelled_before_first_epoch_saves_nothing(tiny_dataset, tmp_path):
+    result = fit(_config(tiny_dataset, tmp_path / "run"), should_stop=lambda: True)
+
+    assert result.cancelled
+    assert result.model_dir is None
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_linear_probe_trains_only_the_head(tiny_dataset, tmp_path):
+    from ml.models import create_model
+
+    pretrained = create_model("efficientnet_lite0", 10).state_dict()
+
+    result = fit(_config(tiny_dataset, tmp_path / "run", mode="linear-probe", epochs=1))
+
+    from ml.checkpoints import load_checkpoint
+
+    trained, _ = load_checkpoint(result.model_dir)
+    state = trained.state_dict()
+    assert torch.equal(state["conv_stem.weight"], pretrained["conv_stem.weight"])
+    assert torch.equal(state["bn2.running_mean"], pretrained["bn2.running_mean"])
+    assert not torch.equal(state["classifier.weight"], pretrained["classifier.weight"])
+
+
+def test_evaluate_returns_metrics_and_samples(tiny_dataset, tmp_path):
+    result = fit(_config(tiny_dataset, tmp_path / "run", epochs=1))
+
+    metrics = evaluate(result.model_dir, tiny_dataset, split="test", device="cpu")
+
+    assert metrics["n"] == 60
+    assert len(metrics["samples"]) == 60
+    assert set(metrics["per_class"]["altar"]) == {"precision", "recall", "f1", "support"}
+    assert sum(map(sum, metrics["confusion_matrix"])) == 60
+    assert metrics["samples"][0]["path"].startswith("test/altar/")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("mode", "partial", "mode must be one of"),
+        ("epochs", 0, "epochs must be at least 1"),
+        ("image_size", 8, "image_size must be between"),
+        ("learning_rate", 2.0, "learning_rate must be between"),
+        ("device", "tpu", "device must be auto, cpu or cuda"),
+        ("weights_file", "/nonexistent/w.pth", "weights_file not found"),
+    ],
+)
+def test_config_validation_names_the_field(tmp_path, field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        _config(tmp_path, tmp_path / "out", **{field: value}).validate()
+
+
+def test_config_from_dict_rejects_unknown_keys():
+    with pytest.raises(ConfigError, match="unknown config keys: colour"):
+        TrainConfig.from_dict({"data_dir": "d", "out_dir": "o", "colour": "red"})

@@ -1,0 +1,321 @@
+"""Transfer learning: fine-tune or linear-probe an ImageNet backbone.
+
+Reads top to bottom: `prepare_data`, `build_optimizer`, `train_one_epoch`,
+`validate`, then `fit`, which ties them together, keeps the checkpoint with
+the best validation macro-F1 and stops early when it no longer improves.
+The test split is never read here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ml.checkpoints import save_checkpoint
+from ml.config import TrainConfig
+from ml.data import (
+    check_classes_have_images,
+    deduplicate,
+    fingerprint,
+    list_split,
+    load_images,
+    stratified_split,
+)
+from ml.errors import DatasetError
+from ml.evaluation import predict_probabilities
+from ml.metrics import classification_report
+from ml.models import create_model, model_normalization
+from ml.runtime import configure_threads, resolve_device, seed_everything
+from ml.transforms import EvalTransform, ImageListDataset, train_transform
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[dict], None]
+StopCallback = Callable[[], bool]
+
+
+@dataclass
+class PreparedData:
+    class_names: list[str]
+    train: ImageListDataset
+    val: ImageListDataset
+    fingerprint: str
+    stats: dict
+
+
+@dataclass
+class FitResult:
+    model_dir: Path | None
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+    cancelled: bool = False
+    stopped_early: bool = False
+    val_metrics: dict | None = None
+    seconds: float = 0.0
+
+
+class Cancelled(Exception):
+    """Raised inside the training loop when should_stop() returns True."""
+
+
+def prepare_data(config: TrainConfig, mean, std) -> PreparedData:
+    """Read train/, de-duplicate it and carve out a stratified validation split."""
+    root = Path(config.data_dir)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder not found: {root}")
+    listed = list_split(root, "train")
+    check_classes_have_images(listed, "train")
+    unique = deduplicate(listed)
+    train_samples, val_samples = stratified_split(unique.samples, config.val_fraction, config.seed)
+
+    # Images are kept in memory at most twice the input size: AHE is 128 px,
+    # but a dataset of camera photos would not fit otherwise.
+    max_side = config.image_size * 2
+    train_images, train_labels, bad_train = load_images(train_samples, config.max_bad_images, max_side)
+    val_images, val_labels, bad_val = load_images(
+        val_samples, config.max_bad_images - len(bad_train), max_side
+    )
+    check_classes_have_images(_labels_as_split(listed.class_names, train_labels), "train (after the validation split)")
+
+    stats = {
+        "train_files": len(listed.samples),
+        "duplicates_removed": unique.duplicates_removed,
+        "conflicting_removed": unique.conflicting_removed,
+        "unreadable": [str(path.relative_to(root)) for path in bad_train + bad_val],
+        "train_images": len(train_images),
+        "val_images": len(val_images),
+    }
+    logger.info("dataset %s: %s", root, stats)
+    eval_transform = EvalTransform(config.image_size, config.source_size, mean, std)
+    return PreparedData(
+        class_names=listed.class_names,
+        train=ImageListDataset(train_images, train_labels, train_transform(config, mean, std)),
+        val=ImageListDataset(val_images, val_labels, eval_transform),
+        fingerprint=fingerprint(unique.digests, root),
+        stats=stats,
+    )
+
+
+def _labels_as_split(class_names, labels):
+    from ml.data import Sample, SplitData
+
+    return SplitData(class_names, [Sample(Path("."), label) for label in labels])
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int):
+    """AdamW without weight decay on biases and norms, warm-up then cosine decay."""
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim <= 1 else decay).append(parameter)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.learning_rate,
+    )
+    total_steps = max(1, config.epochs * steps_per_epoch)
+    warmup_steps = min(int(config.warmup_epochs * steps_per_epoch), total_steps - 1)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def freeze_backbone(model: nn.Module) -> None:
+    """Leave only the classifier trainable, for the linear-probe mode."""
+    classifier = model.get_classifier()
+    for parameter in model.parameters():
+        parameter.requires_grad = False
+    for parameter in classifier.parameters():
+        parameter.requires_grad = True
+
+
+def set_train_mode(model: nn.Module, mode: str) -> None:
+    model.train()
+    if mode == "linear-probe":
+        # Batch-norm statistics of a frozen backbone must stay the ImageNet ones.
+        model.eval()
+        model.get_classifier().train()
+
+
+def train_one_epoch(
+    model, loader, optimizer, scheduler, loss_fn, device, config, epoch, on_progress, should_stop
+) -> dict:
+    """Train for one pass over `loader`; return the mean loss and the time taken."""
+    set_train_mode(model, config.mode)
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    started = time.perf_counter()
+    total_loss, seen = 0.0, 0
+    for batch_index, (images, targets) in enumerate(loader, start=1):
+        if should_stop():
+            raise Cancelled
+        images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        targets = targets.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            loss = loss_fn(model(images), targets)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+
+        total_loss += loss.item() * len(targets)
+        seen += len(targets)
+        on_progress(
+            {
+                "phase": "train",
+                "epoch": epoch,
+                "epochs": config.epochs,
+                "batch": batch_index,
+                "batches": len(loader),
+                "loss": total_loss / seen,
+            }
+        )
+    return {"train_loss": total_loss / max(1, seen), "train_seconds": time.perf_counter() - started}
+
+
+def validate(model, dataset, device, config, class_names) -> dict:
+    loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size * 2, shuffle=False)
+    probabilities, labels = predict_probabilities(model, loader, device, config.tta)
+    return classification_report(labels.tolist(), probabilities.argmax(axis=1).tolist(), class_names)
+
+
+def _never_stop() -> bool:
+    return False
+
+
+def _ignore_progress(event: dict) -> None:
+    pass
+
+
+def fit(
+    config: TrainConfig,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCallback | None = None,
+) -> FitResult:
+    """Train a classifier as `config` says and save the best epoch to config.out_dir.
+
+    `on_progress` receives a dict after every batch ("phase": "train") and
+    after every epoch ("phase": "epoch_end" with "metrics"). `should_stop`
+    is polled between batches; when it returns True, training ends and the
+    best checkpoint so far is kept.
+    """
+    config.validate()
+    on_progress = on_progress or _ignore_progress
+    should_stop = should_stop or _never_stop
+    started = time.perf_counter()
+    device = resolve_device(config.device)
+    threads = configure_threads(config.num_workers if device.type == "cpu" else 0)
+    seed_everything(config.seed)
+    logger.info("training on %s with %d threads: %s", device, threads, config)
+
+    probe = create_model(config.backbone, 2, config.weights_file, pretrained=False)
+    mean, std = model_normalization(probe)
+    data = prepare_data(config, mean, std)
+    model = create_model(config.backbone, len(data.class_names), config.weights_file)
+    if config.mode == "linear-probe":
+        freeze_backbone(model)
+    model = model.to(device).to(memory_format=torch.channels_last)
+
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = torch.utils.data.DataLoader(
+        data.train,
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=len(data.train) > config.batch_size,
+        num_workers=config.num_workers,
+        generator=generator,
+        persistent_workers=config.num_workers > 0,
+        worker_init_fn=_seed_worker,
+        pin_memory=device.type == "cuda",
+    )
+    optimizer, scheduler = build_optimizer(model, config, len(loader))
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    base_description = {
+        "backbone": config.backbone,
+        "architecture": type(model).__name__,
+        "class_names": data.class_names,
+        "image_size": config.image_size,
+        "source_size": config.source_size,
+        "mean": mean,
+        "std": std,
+        "tta": config.tta,
+        "config": config.to_dict(),
+        "dataset_fingerprint": data.fingerprint,
+        "dataset_stats": data.stats,
+    }
+
+    result = FitResult(model_dir=None)
+    best_score, epochs_without_gain = -1.0, 0
+    try:
+        for epoch in range(1, config.epochs + 1):
+            epoch_started = time.perf_counter()
+            trained = train_one_epoch(
+                model, loader, optimizer, scheduler, loss_fn, device, config, epoch, on_progress, should_stop
+            )
+            val = validate(model, data.val, device, config, data.class_names)
+            metrics = {
+                "epoch": epoch,
+                "train_loss": trained["train_loss"],
+                "val_accuracy": val["accuracy"],
+                "val_macro_f1": val["macro_f1"],
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - epoch_started,
+            }
+            result.history.append(metrics)
+            logger.info(
+                "epoch %d/%d train_loss %.4f val_acc %.4f val_macro_f1 %.4f lr %.2e %.0f s",
+                epoch, config.epochs, metrics["train_loss"], metrics["val_accuracy"],
+                metrics["val_macro_f1"], metrics["lr"], metrics["seconds"],
+            )  # fmt: skip
+
+            # Ties go to the later epoch: the learning rate is lower there.
+            if val["macro_f1"] >= best_score:
+                best_score, epochs_without_gain = val["macro_f1"], 0
+                result.best_epoch, result.val_metrics = epoch, val
+                description = {**base_description, "best_epoch": epoch, "history": result.history}
+                description["metrics"] = {"val": _summary(val)}
+                result.model_dir = save_checkpoint(model, description, config.out_dir)
+            else:
+                epochs_without_gain += 1
+            on_progress({"phase": "epoch_end", "epoch": epoch, "epochs": config.epochs, "metrics": metrics})
+
+            if config.patience is not None and epochs_without_gain >= config.patience:
+                logger.info("stopping early: no better val macro-F1 for %d epochs", epochs_without_gain)
+                result.stopped_early = True
+                break
+    except Cancelled:
+        logger.info("training cancelled in epoch %d; best epoch kept: %s", epoch, result.best_epoch)
+        result.cancelled = True
+
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _summary(report: dict) -> dict:
+    return {key: report[key] for key in ("accuracy", "macro_f1", "per_class", "confusion_matrix", "n")}
+
+
+def _seed_worker(worker_id: int) -> None:
+    import random
+
+    import numpy as np
+
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
