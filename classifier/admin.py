@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
+
+from classifier import services
+from classifier.models import ModelVersion, Prediction, StoredImage, Upload
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["version", "is_active", "is_default", "model_dir", "created"]
+    list_filter = ["is_active", "is_default"]
+    readonly_fields = ["is_active", "created"]
+    actions = ["activate"]
+
+    @admin.action(description="Activate the selected model version")
+    def activate(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one model version to activate.", messages.ERROR)
+            return
+
+        version = services.model_version_activate(queryset.get())
+        self.message_user(request, f"Model version {version.version} is active; workers switch at their next batch.")
+
+
+class PredictionInline(admin.TabularInline):
+    model = Prediction
+    extra = 0
+    can_delete = False
+    fields = ["status", "label", "model_version", "error", "created", "finished_at", "inference_ms"]
+    readonly_fields = fields
+
+
+@admin.register(Upload)
+class UploadAdmin(admin.ModelAdmin):
+    list_display = ["id", "preview", "original_name", "owner", "status", "label", "is_hidden", "created"]
+    list_filter = ["is_hidden", "latest_prediction__status", "latest_prediction__label"]
+    search_fields = ["original_name", "stored_image__sha256"]
+    list_select_related = ["stored_image", "owner", "latest_prediction"]
+    readonly_fields = ["stored_image", "owner", "original_name", "latest_prediction", "created"]
+    inlines = [PredictionInline]
+    actions = ["hide", "show", "predict_again"]
+
+    @admin.display(description="Image")
+    def preview(self, upload: Upload) -> str:
+        url = reverse("classifier:thumbnail-file", args=[upload.pk])
+        return format_html('<img src="{}" alt="" width="64" loading="lazy">', url)
+
+    @admin.display(description="Status")
+    def status(self, upload: Upload) -> str:
+        return upload.latest_prediction.status if upload.latest_prediction else "-"
+
+    @admin.display(description="Label")
+    def label(self, upload: Upload) -> str:
+        return upload.latest_prediction.label if upload.latest_prediction else "-"
+
+    @admin.action(description="Hide the selected images from the gallery")
+    def hide(self, request, queryset):
+        for upload in queryset:
+            services.upload_set_hidden(upload, hidden=True)
+        self.message_user(request, f"{queryset.count()} images hidden.")
+
+    @admin.action(description="Show the selected images in the gallery")
+    def show(self, request, queryset):
+        for upload in queryset:
+            services.upload_set_hidden(upload, hidden=False)
+        self.message_user(request, f"{queryset.count()} images visible.")
+
+    @admin.action(description="Predict again with the active model")
+    def predict_again(self, request, queryset):
+        for upload in queryset:
+            services.prediction_request(upload)
+        self.message_user(request, f"{queryset.count()} predictions queued.")
+
+
+@admin.register(Prediction)
+class PredictionAdmin(admin.ModelAdmin):
+    list_display = ["id", "upload", "status", "label", "model_version", "attempts", "created", "finished_at"]
+    list_filter = ["status", "model_version", "label"]
+    list_select_related = ["upload", "model_version"]
+    readonly_fields = [field.name for field in Prediction._meta.fields]
+    actions = ["retry"]
+
+    @admin.action(description="Retry the selected failed predictions")
+    def retry(self, request, queryset):
+        failed = queryset.filter(status=Prediction.Status.FAILED).select_related("upload")
+        count = 0
+        for prediction in failed:
+            services.prediction_request(prediction.upload)
+            count += 1
+        self.message_user(request, f"{count} failed predictions queued again; others were left as they are.")
+
+
+@admin.register(StoredImage)
+class StoredImageAdmin(admin.ModelAdmin):
+    list_display = ["sha256", "format", "width", "height", "byte_size", "created"]
+    readonly_fields = [field.name for field in StoredImage._meta.fields]

@@ -1,0 +1,284 @@
+"""REST API of the classifier, mounted under ``/api/v1/``."""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import IsAdminUser
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
+from rest_framework.views import APIView
+
+from classifier import selectors, services
+from classifier.imaging import ImageRejected
+from classifier.models import ModelVersion, Prediction, Upload
+from heritage_site.api import error_response
+
+
+class UploadAnonThrottle(AnonRateThrottle):
+    scope = "uploads_anon"
+
+
+class UploadUserThrottle(UserRateThrottle):
+    scope = "uploads_user"
+
+    def allow_request(self, request, view) -> bool:
+        if request.user.is_authenticated and request.user.is_staff:
+            return True
+        return super().allow_request(request, view)
+
+
+class PredictionOutput(serializers.Serializer):
+    label = serializers.CharField()
+    probabilities = serializers.DictField(child=serializers.FloatField())
+    model_version = serializers.CharField(source="model_version.version", default=None, allow_null=True)
+    predicted_at = serializers.DateTimeField(source="finished_at")
+
+
+class ImageOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.SerializerMethodField()
+    prediction = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+    page_url = serializers.SerializerMethodField()
+    image_url = serializers.SerializerMethodField()
+    thumbnail_url = serializers.SerializerMethodField()
+    width = serializers.IntegerField(source="stored_image.width")
+    height = serializers.IntegerField(source="stored_image.height")
+    created = serializers.DateTimeField()
+
+    def _absolute(self, path: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+    @extend_schema_field(serializers.ChoiceField(choices=Prediction.Status.choices))
+    def get_status(self, upload: Upload) -> str:
+        prediction = upload.latest_prediction
+        return prediction.status if prediction else Prediction.Status.PENDING
+
+    @extend_schema_field(PredictionOutput(allow_null=True))
+    def get_prediction(self, upload: Upload) -> dict | None:
+        prediction = upload.latest_prediction
+        if prediction is None or prediction.status != Prediction.Status.DONE:
+            return None
+        return PredictionOutput(prediction).data
+
+    def get_error(self, upload: Upload) -> str | None:
+        prediction = upload.latest_prediction
+        if prediction is None or prediction.status != Prediction.Status.FAILED:
+            return None
+        return prediction.error
+
+    def get_url(self, upload: Upload) -> str:
+        return self._absolute(reverse("api-v1:image-detail", args=[upload.pk]))
+
+    def get_page_url(self, upload: Upload) -> str:
+        return self._absolute(reverse("classifier:detail", args=[upload.pk]))
+
+    def get_image_url(self, upload: Upload) -> str:
+        return self._absolute(reverse("classifier:display-file", args=[upload.pk]))
+
+    def get_thumbnail_url(self, upload: Upload) -> str:
+        return self._absolute(reverse("classifier:thumbnail-file", args=[upload.pk]))
+
+
+class RejectedFileOutput(serializers.Serializer):
+    file = serializers.CharField()
+    error = inline_serializer("UploadError", {"code": serializers.CharField(), "message": serializers.CharField()})
+
+
+class UploadResultsOutput(serializers.Serializer):
+    results = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="One entry per file, in request order: an image, or {file, error} for a rejected file.",
+    )
+
+
+def _parse_wait(raw: str | None) -> float:
+    """Return the ``wait`` query parameter in seconds; raises ValueError with a message."""
+    if raw in (None, ""):
+        return 0.0
+
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ValueError(f"wait={raw!r} is not a number of seconds.") from None
+    if not 0 <= seconds <= settings.API_MAX_WAIT_SECONDS:
+        raise ValueError(f"wait must be between 0 and {settings.API_MAX_WAIT_SECONDS} seconds, got {raw}.")
+    return seconds
+
+
+def _wait_for_predictions(prediction_ids: list[int], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not Prediction.objects.filter(pk__in=prediction_ids, status=Prediction.Status.PENDING).exists():
+            return
+        time.sleep(0.02)
+
+
+def create_uploads(files, user) -> tuple[list[Upload | None], list[dict]]:
+    """Run ``upload_create_from_file`` for each file; one bad file does not stop the others.
+
+    Returns the uploads (None for a rejected file) and the result entries of
+    the rejected ones, both in request order.
+    """
+    uploads, entries = [], []
+    for uploaded_file in files:
+        try:
+            uploads.append(services.upload_create_from_file(uploaded_file=uploaded_file, owner=user))
+            entries.append(None)
+        except ImageRejected as rejection:
+            uploads.append(None)
+            entries.append(
+                {"file": uploaded_file.name, "error": {"code": rejection.code, "message": rejection.message}}
+            )
+    return uploads, entries
+
+
+class ImageCollectionApi(APIView):
+    """List the public gallery (GET) or upload images (POST)."""
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    class ListFilter(serializers.Serializer):
+        label = serializers.CharField(required=False, allow_blank=True)
+
+        def validate_label(self, value: str) -> str:
+            names = selectors.class_names()
+            if value and value not in names:
+                raise serializers.ValidationError(f"unknown class {value!r}; expected one of: {', '.join(names)}.")
+            return value
+
+    class UploadInput(serializers.Serializer):
+        file = serializers.ListField(child=serializers.FileField(allow_empty_file=True), min_length=1)
+
+    def get_throttles(self):
+        if self.request.method == "POST":
+            return [UploadAnonThrottle(), UploadUserThrottle()]
+        return []
+
+    @extend_schema(
+        operation_id="images_list",
+        parameters=[
+            OpenApiParameter("label", str, description="Only images whose prediction is this class."),
+            OpenApiParameter("page", int, description="Page number, from 1."),
+        ],
+        responses=ImageOutput(many=True),
+    )
+    def get(self, request):
+        filters = self.ListFilter(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+
+        uploads = selectors.upload_list_public(label=filters.validated_data.get("label") or None)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(uploads, request, view=self)
+        return paginator.get_paginated_response(ImageOutput(page, many=True, context={"request": request}).data)
+
+    @extend_schema(
+        operation_id="images_upload",
+        request=UploadInput,
+        parameters=[
+            OpenApiParameter(
+                "wait",
+                float,
+                description=(
+                    f"Seconds to wait for the predictions before answering, at most {settings.API_MAX_WAIT_SECONDS}."
+                ),
+            )
+        ],
+        responses={201: UploadResultsOutput, 400: UploadResultsOutput},
+    )
+    def post(self, request):
+        try:
+            wait_seconds = _parse_wait(request.query_params.get("wait"))
+        except ValueError as error:
+            return error_response("invalid_wait", str(error))
+
+        files = request.FILES.getlist("file")
+        if not files:
+            return error_response("no_files", "Attach one or more images as multipart fields named 'file'.")
+        if len(files) > settings.UPLOAD_MAX_FILES:
+            return error_response(
+                "too_many_files", f"{len(files)} files sent; upload at most {settings.UPLOAD_MAX_FILES} per request."
+            )
+
+        uploads, entries = create_uploads(files, request.user)
+        accepted = [upload for upload in uploads if upload is not None]
+        if wait_seconds and accepted:
+            _wait_for_predictions([upload.latest_prediction_id for upload in accepted], wait_seconds)
+
+        fresh = {
+            upload.pk: upload for upload in selectors.uploads_by_ids_for_user([u.pk for u in accepted], request.user)
+        }
+        results = [
+            entry if upload is None else ImageOutput(fresh[upload.pk], context={"request": request}).data
+            for upload, entry in zip(uploads, entries, strict=True)
+        ]
+        response_status = status.HTTP_201_CREATED if accepted else status.HTTP_400_BAD_REQUEST
+        return Response({"results": results}, status=response_status)
+
+
+class ImageDetailApi(APIView):
+    @extend_schema(operation_id="images_retrieve", responses=ImageOutput)
+    def get(self, request, upload_id: int):
+        upload = selectors.upload_get_for_user(upload_id, request.user)
+        if upload is None:
+            return error_response("not_found", f"Image {upload_id} not found.", status.HTTP_404_NOT_FOUND)
+        return Response(ImageOutput(upload, context={"request": request}).data)
+
+
+class ImageHideApi(APIView):
+    """Hide an image from the public gallery and API, or show it again (staff only)."""
+
+    permission_classes = [IsAdminUser]
+
+    class Input(serializers.Serializer):
+        hidden = serializers.BooleanField(default=True)
+
+    @extend_schema(operation_id="images_hide", request=Input, responses=ImageOutput)
+    def post(self, request, upload_id: int):
+        serializer = self.Input(data=request.data)
+        serializer.is_valid(raise_exception=True)
+
+        upload = selectors.upload_get_for_user(upload_id, request.user)
+        if upload is None:
+            return error_response("not_found", f"Image {upload_id} not found.", status.HTTP_404_NOT_FOUND)
+
+        services.upload_set_hidden(upload, hidden=serializer.validated_data["hidden"])
+        return Response(ImageOutput(upload, context={"request": request}).data)
+
+
+class ImagePredictApi(APIView):
+    """Queue a new prediction with the active model, e.g. to retry a failed one (staff only)."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(operation_id="images_predict", request=None, responses={202: ImageOutput})
+    def post(self, request, upload_id: int):
+        upload = selectors.upload_get_for_user(upload_id, request.user)
+        if upload is None:
+            return error_response("not_found", f"Image {upload_id} not found.", status.HTTP_404_NOT_FOUND)
+
+        services.prediction_request(upload)
+        upload = selectors.upload_get_for_user(upload_id, request.user)
+        return Response(ImageOutput(upload, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ModelVersionOutput(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "version", "is_active", "is_default", "class_names", "metrics", "created"]
+
+
+class ModelVersionListApi(APIView):
+    @extend_schema(operation_id="models_list", responses=ModelVersionOutput(many=True))
+    def get(self, request):
+        services.model_version_ensure_default()
+        return Response(ModelVersionOutput(selectors.model_version_list(), many=True).data)

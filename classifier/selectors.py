@@ -1,0 +1,70 @@
+"""Reads for uploads, predictions and model versions."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from classifier.models import ModelVersion, Upload
+
+
+def _upload_queryset() -> QuerySet[Upload]:
+    return Upload.objects.select_related("stored_image", "latest_prediction", "latest_prediction__model_version")
+
+
+def can_see_private(user, upload: Upload) -> bool:
+    """Return whether ``user`` may see the original file and a hidden upload (owner and staff only)."""
+    if not user.is_authenticated:
+        return False
+    return user.is_staff or upload.owner_id == user.pk
+
+
+def upload_list_public(*, label: str | None = None) -> QuerySet[Upload]:
+    """Uploads for the public gallery, newest first, optionally with one predicted label."""
+    uploads = _upload_queryset().visible().newest_first()
+    if label:
+        uploads = uploads.with_label(label)
+    return uploads
+
+
+def upload_get_for_user(upload_id: int, user) -> Upload | None:
+    """Return the upload if ``user`` may see it; hidden uploads only for owner and staff."""
+    upload = _upload_queryset().filter(pk=upload_id).first()
+    if upload is None:
+        return None
+    if upload.is_hidden and not can_see_private(user, upload):
+        return None
+    return upload
+
+
+def uploads_by_ids_for_user(upload_ids: list[int], user) -> list[Upload]:
+    uploads = {upload.pk: upload for upload in _upload_queryset().filter(pk__in=upload_ids)}
+    visible = []
+    for upload_id in upload_ids:
+        upload = uploads.get(upload_id)
+        if upload is not None and (not upload.is_hidden or can_see_private(user, upload)):
+            visible.append(upload)
+    return visible
+
+
+def model_version_get_active() -> ModelVersion | None:
+    return ModelVersion.objects.filter(is_active=True).first()
+
+
+def model_version_active_id() -> int | None:
+    """Return the active version's id with one small query; workers call it before each batch."""
+    return ModelVersion.objects.filter(is_active=True).values_list("pk", flat=True).first()
+
+
+def model_version_list() -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.order_by("-is_active", "-created", "-id")
+
+
+def class_names() -> list[str]:
+    """Class names of the active model, or the dataset's ten classes when none is registered."""
+    active = model_version_get_active()
+    if active is not None and active.class_names:
+        return list(active.class_names)
+
+    from ml.data import AHE_CLASSES
+
+    return list(AHE_CLASSES)

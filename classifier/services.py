@@ -1,0 +1,356 @@
+"""Writes and state changes for uploads, predictions and model versions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from kombu.exceptions import KombuError
+
+import ml
+from classifier.imaging import EXTENSIONS, ImageRejected, encode_jpeg_copy, inspect_image
+from classifier.models import ModelVersion, Prediction, StoredImage, Upload
+
+logger = logging.getLogger(__name__)
+
+
+# Model versions
+
+
+def _read_model_description(model_dir: Path) -> dict:
+    # Plain JSON on purpose: ml.checkpoints may import torch, and the web
+    # process never does.
+    description_path = model_dir / "model.json"
+    try:
+        return json.loads(description_path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"model description not found: {description_path}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"model description {description_path} is not valid JSON: {error}") from None
+
+
+def model_version_register(
+    *, model_dir: str | Path, version: str | None = None, metrics: dict | None = None, is_default: bool = False
+) -> ModelVersion:
+    """Record a model directory as a version that can be activated.
+
+    The version string and class names come from its ``model.json`` unless
+    ``version`` is given. Registering the same version again returns the
+    existing row.
+    """
+    model_dir = Path(model_dir).resolve()
+    description = _read_model_description(model_dir)
+    version = version or description.get("model_version") or model_dir.name
+
+    defaults = {
+        "model_dir": str(model_dir),
+        "class_names": description.get("class_names", []),
+        "metrics": metrics if metrics is not None else description.get("metrics", {}),
+        "is_default": is_default,
+    }
+    try:
+        with transaction.atomic():
+            model_version, created = ModelVersion.objects.get_or_create(version=version, defaults=defaults)
+    except IntegrityError:
+        # A concurrent request registered the same version first.
+        return ModelVersion.objects.get(version=version)
+
+    if created:
+        logger.info("model version %s registered from %s", version, model_dir)
+    return model_version
+
+
+@transaction.atomic
+def model_version_activate(version: ModelVersion) -> ModelVersion:
+    """Make ``version`` the model that serves new predictions.
+
+    Inference workers compare the active version id before every batch, so
+    they switch without a restart.
+    """
+    # Lock the rows so that two concurrent activations end with one winner.
+    list(ModelVersion.objects.select_for_update().filter(Q(is_active=True) | Q(pk=version.pk)))
+    ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
+    ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
+    version.is_active = True
+
+    logger.info("model version %s activated", version.version)
+    return version
+
+
+def default_model_dir() -> Path:
+    return Path(settings.DEFAULT_MODEL_DIR) if settings.DEFAULT_MODEL_DIR else ml.DEFAULT_MODEL_DIR
+
+
+def model_version_dir(version: ModelVersion) -> Path:
+    """Return the folder to load ``version`` from.
+
+    The default model is found through the installed code rather than the
+    stored path, so the row stays valid when the checkout moves (for example
+    into a container image).
+    """
+    return default_model_dir() if version.is_default else Path(version.model_dir)
+
+
+def model_version_ensure_default() -> ModelVersion | None:
+    """Register the committed default model, and activate it when no version is active.
+
+    Returns the active version, or None when no model is registered and the
+    default model directory has no ``model.json`` yet.
+    """
+    model_dir = default_model_dir()
+    if (model_dir / "model.json").is_file():
+        default = model_version_register(model_dir=model_dir, is_default=True)
+        if not ModelVersion.objects.filter(is_active=True).exists():
+            model_version_activate(default)
+    else:
+        logger.warning("default model not found at %s", model_dir)
+
+    return ModelVersion.objects.filter(is_active=True).first()
+
+
+# Uploads
+
+
+def _storage_names(sha256: str, image_format: str) -> dict[str, str]:
+    prefix = f"{sha256[:2]}/{sha256}"
+    return {
+        "original": f"originals/{prefix}.{EXTENSIONS.get(image_format, 'bin')}",
+        "display": f"display/{prefix}.jpg",
+        "thumbnail": f"thumbnails/{prefix}.jpg",
+    }
+
+
+def _stored_image_create(sha256: str, data: bytes, inspected) -> StoredImage:
+    names = _storage_names(sha256, inspected.format)
+    contents = {
+        "original": data,
+        "display": encode_jpeg_copy(inspected.rgb, settings.IMAGE_DISPLAY_MAX_SIDE, quality=88),
+        "thumbnail": encode_jpeg_copy(inspected.rgb, settings.IMAGE_THUMBNAIL_MAX_SIDE, quality=80),
+    }
+    saved = {field: default_storage.save(names[field], ContentFile(contents[field])) for field in names}
+
+    try:
+        with transaction.atomic():
+            return StoredImage.objects.create(
+                sha256=sha256,
+                format=inspected.format,
+                width=inspected.width,
+                height=inspected.height,
+                byte_size=len(data),
+                **saved,
+            )
+    except IntegrityError:
+        # Another request stored the same content first: keep its files.
+        for name in saved.values():
+            default_storage.delete(name)
+        return StoredImage.objects.get(sha256=sha256)
+
+
+def _stored_image_for(name: str, data: bytes) -> StoredImage:
+    inspected = inspect_image(
+        name,
+        data,
+        max_bytes=settings.UPLOAD_MAX_BYTES,
+        max_pixels=settings.IMAGE_MAX_PIXELS,
+        allowed_formats=settings.IMAGE_ALLOWED_FORMATS,
+    )
+    sha256 = hashlib.sha256(data).hexdigest()
+
+    existing = StoredImage.objects.filter(sha256=sha256).first()
+    if existing is not None:
+        logger.info("upload %r reuses stored image %s", name, sha256[:12])
+        return existing
+    return _stored_image_create(sha256, data, inspected)
+
+
+def upload_create(*, name: str, data: bytes, owner=None) -> Upload:
+    """Validate one uploaded file, store it once per content, and queue its prediction.
+
+    Raises ``ImageRejected`` with a code and a message for the visitor.
+    """
+    stored_image = _stored_image_for(name, data)
+
+    with transaction.atomic():
+        upload = Upload.objects.create(
+            stored_image=stored_image,
+            owner=owner if owner is not None and owner.is_authenticated else None,
+            original_name=name[:255],
+        )
+        prediction_request(upload)
+
+    logger.info("upload %s created from %r (%s)", upload.pk, name, stored_image.format)
+    return upload
+
+
+def upload_create_from_file(*, uploaded_file, owner=None) -> Upload:
+    """Like ``upload_create`` for a Django ``UploadedFile``; checks the size before reading it."""
+    name = uploaded_file.name or "unnamed file"
+    if uploaded_file.size > settings.UPLOAD_MAX_BYTES:
+        limit_mb = settings.UPLOAD_MAX_BYTES / (1024 * 1024)
+        raise ImageRejected(
+            "file_too_large",
+            f"“{name}” is {uploaded_file.size / (1024 * 1024):.1f} MB, larger than the limit of {limit_mb:.1f} MB.",
+        )
+
+    uploaded_file.seek(0)
+    return upload_create(name=name, data=uploaded_file.read(), owner=owner)
+
+
+def upload_set_hidden(upload: Upload, *, hidden: bool) -> Upload:
+    Upload.objects.filter(pk=upload.pk).update(is_hidden=hidden)
+    upload.is_hidden = hidden
+    logger.info("upload %s %s", upload.pk, "hidden" if hidden else "shown")
+    return upload
+
+
+# Predictions
+
+
+def prediction_request(upload: Upload) -> Prediction:
+    """Add a pending prediction for ``upload`` and queue it once the transaction commits.
+
+    Used for new uploads, for retrying a failed prediction and for re-running
+    an upload with the active model.
+    """
+    with transaction.atomic():
+        prediction = Prediction.objects.create(upload=upload)
+        Upload.objects.filter(pk=upload.pk).update(latest_prediction=prediction)
+        upload.latest_prediction = prediction
+        transaction.on_commit(lambda: prediction_enqueue(prediction.pk))
+    return prediction
+
+
+def prediction_enqueue(prediction_id: int) -> bool:
+    """Send the inference task; returns False when the broker cannot be reached.
+
+    A prediction that is not sent stays pending in the database, and the
+    periodic sweep (``predictions_queue_pending``) sends it later.
+    """
+    from classifier import tasks
+
+    try:
+        tasks.predict.delay(prediction_id)
+    except (KombuError, OSError) as error:
+        # kombu wraps the transport's connection errors in OperationalError,
+        # a KombuError, once its publish retries are used up.
+        logger.warning("prediction %s not queued, broker unavailable: %s", prediction_id, error)
+        return False
+
+    Prediction.objects.filter(pk=prediction_id).update(queued_at=timezone.now())
+    return True
+
+
+def _claim_expiry() -> timezone.datetime:
+    return timezone.now() - timedelta(seconds=settings.INFERENCE_CLAIM_TIMEOUT)
+
+
+def _claimable() -> Q:
+    return Q(status=Prediction.Status.PENDING) & (Q(claimed_at__isnull=True) | Q(claimed_at__lt=_claim_expiry()))
+
+
+def predictions_claim(first_id: int, *, limit: int, worker: str) -> tuple[str, list[Prediction]]:
+    """Claim ``first_id`` and up to ``limit - 1`` more waiting predictions for one batch.
+
+    The claim is one conditional UPDATE: only rows still pending and
+    unclaimed (or whose claim expired) change, so two workers never get the
+    same row, and a redelivered task message finds nothing to do.
+    """
+    others = list(
+        Prediction.objects.filter(_claimable())
+        .exclude(pk=first_id)
+        .order_by("created", "id")
+        .values_list("pk", flat=True)[: max(0, limit - 1)]
+    )
+    token = uuid.uuid4().hex
+
+    Prediction.objects.filter(_claimable(), pk__in=[first_id, *others]).update(
+        claim_token=token, claimed_by=worker[:200], claimed_at=timezone.now(), attempts=F("attempts") + 1
+    )
+    claimed = list(
+        Prediction.objects.filter(claim_token=token).select_related("upload__stored_image").order_by("created", "id")
+    )
+    return token, claimed
+
+
+def prediction_complete(
+    prediction: Prediction,
+    *,
+    token: str,
+    probabilities: dict[str, float],
+    model_version: ModelVersion,
+    inference_ms: float,
+) -> bool:
+    """Store a result; returns False when the claim was lost (another worker took over)."""
+    label = max(probabilities, key=probabilities.get)
+    changed = Prediction.objects.filter(pk=prediction.pk, claim_token=token, status=Prediction.Status.PENDING).update(
+        status=Prediction.Status.DONE,
+        label=label,
+        probabilities=probabilities,
+        model_version=model_version,
+        error="",
+        finished_at=timezone.now(),
+        inference_ms=inference_ms,
+    )
+    if changed != 1:
+        logger.warning("prediction %s result dropped: claim %s no longer held", prediction.pk, token[:8])
+        return False
+    return True
+
+
+def prediction_fail(
+    prediction: Prediction, *, token: str, error: str, model_version: ModelVersion | None = None
+) -> bool:
+    """Mark a claimed prediction failed with a reason that staff can read."""
+    changed = Prediction.objects.filter(pk=prediction.pk, claim_token=token, status=Prediction.Status.PENDING).update(
+        status=Prediction.Status.FAILED,
+        error=error[:2000],
+        model_version=model_version,
+        finished_at=timezone.now(),
+    )
+    if changed == 1:
+        logger.warning("prediction %s failed: %s", prediction.pk, error)
+    return changed == 1
+
+
+def predictions_release_worker(worker_prefix: str, *, claimed_before) -> int:
+    """Release claims held by a previous run of a worker with the same node name.
+
+    Celery refuses two live workers with one node name, so a claim from
+    before this worker started belongs to a process that is gone.
+    """
+    released = Prediction.objects.filter(
+        status=Prediction.Status.PENDING, claimed_by__startswith=worker_prefix, claimed_at__lt=claimed_before
+    ).update(claim_token="", claimed_by="", claimed_at=None, queued_at=None)
+    if released:
+        logger.info("released %d predictions claimed by a previous run of %s", released, worker_prefix)
+    return released
+
+
+def predictions_queue_pending() -> int:
+    """Send a task for each pending prediction without a live claim or a recently sent message.
+
+    Covers uploads made while the broker was down, claims that expired
+    because their worker died, and messages that a broker lost. A prediction
+    is sent again at most once per claim timeout, so a long backlog does not
+    fill the queue with copies.
+    """
+    not_recently_sent = Q(queued_at__isnull=True) | Q(queued_at__lt=_claim_expiry())
+    pending_ids = list(
+        Prediction.objects.filter(_claimable(), not_recently_sent)
+        .order_by("created", "id")
+        .values_list("pk", flat=True)
+    )
+    sent = sum(1 for prediction_id in pending_ids if prediction_enqueue(prediction_id))
+    if pending_ids:
+        logger.info("queued %d of %d pending predictions", sent, len(pending_ids))
+    return sent

@@ -1,0 +1,312 @@
+"""REST API under /api/v1/, checked as an admin, a registered user and an anonymous visitor."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
+
+from classifier import inference, services
+from classifier.models import Prediction, Upload
+from conftest import make_image_bytes
+
+pytestmark = pytest.mark.django_db
+IMAGES_URL = "/api/v1/images/"
+
+
+@pytest.fixture(autouse=True)
+def clear_throttle_counters():
+    cache.clear()
+
+
+@pytest.fixture
+def anonymous() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def member(django_user_model):
+    return django_user_model.objects.create_user("member", password="member-password")
+
+
+@pytest.fixture
+def member_client(member) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(member)
+    return client
+
+
+@pytest.fixture
+def staff_client(admin_user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(admin_user)
+    return client
+
+
+def _file(name: str, data: bytes | None = None) -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, data if data is not None else make_image_bytes("JPEG", (64, 48)))
+
+
+def _upload(client: APIClient, *files, query: str = ""):
+    return client.post(f"{IMAGES_URL}{query}", {"file": list(files)}, format="multipart")
+
+
+def test_upload_single_image_returns_pending(anonymous):
+    response = _upload(anonymous, _file("nave.jpg"))
+
+    assert response.status_code == 201
+    (result,) = response.json()["results"]
+    assert result["status"] == "pending"
+    assert result["prediction"] is None
+    assert result["url"].endswith(f"/api/v1/images/{result['id']}/")
+    assert Upload.objects.get(pk=result["id"]).owner is None
+
+
+def test_upload_mixed_batch_keeps_order(anonymous):
+    response = _upload(
+        anonymous,
+        _file("first.jpg"),
+        _file("notes.jpg", b"not an image"),
+        _file("third.PNG", make_image_bytes("PNG", (30, 30))),
+        _file("empty.jpg", b""),
+    )
+
+    assert response.status_code == 201
+    results = response.json()["results"]
+    assert [("id" in entry) for entry in results] == [True, False, True, False]
+    assert results[1] == {
+        "file": "notes.jpg",
+        "error": {"code": "not_an_image", "message": results[1]["error"]["message"]},
+    }
+    assert "notes.jpg" in results[1]["error"]["message"]
+    assert results[3]["error"]["code"] == "empty_file"
+
+
+def test_upload_all_rejected_is_400(anonymous):
+    response = _upload(
+        anonymous, _file("a.svg", b"<svg xmlns='http://www.w3.org/2000/svg'></svg>"), _file("b.pdf", b"%PDF-1.4\n")
+    )
+
+    assert response.status_code == 400
+    codes = [entry["error"]["code"] for entry in response.json()["results"]]
+    assert codes == ["unsupported_format", "unsupported_format"]
+
+
+def test_upload_oversize_file_rejected(anonymous, settings):
+    data = make_image_bytes("PNG", (300, 300))
+    settings.UPLOAD_MAX_BYTES = len(data) - 1
+
+    response = _upload(anonymous, _file("big.png", data))
+
+    assert response.status_code == 400
+    assert response.json()["results"][0]["error"]["code"] == "file_too_large"
+
+
+def test_upload_without_files_is_400(anonymous):
+    response = anonymous.post(IMAGES_URL, {}, format="multipart")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "no_files"
+
+
+def test_upload_too_many_files_is_400(anonymous, settings):
+    settings.UPLOAD_MAX_FILES = 2
+
+    response = _upload(anonymous, _file("1.jpg"), _file("2.jpg"), _file("3.jpg"))
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "too_many_files"
+
+
+@pytest.mark.parametrize("wait", ["abc", "-1", "31"])
+def test_upload_invalid_wait_is_400(anonymous, wait):
+    response = _upload(anonymous, _file("a.jpg"), query=f"?wait={wait}")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_wait"
+
+
+@pytest.fixture
+def eager_tasks(monkeypatch):
+    """Run tasks inside the request once the upload commits; the end-to-end tests use a real worker."""
+    from heritage_site.celery import app
+
+    monkeypatch.setattr(inference, "_loaded", None)
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_upload_wait_returns_prediction(anonymous, active_model, eager_tasks):
+    response = _upload(anonymous, _file("nave.jpg"), query="?wait=10")
+
+    assert response.status_code == 201
+    (result,) = response.json()["results"]
+    assert result["status"] == "done"
+    assert result["prediction"]["model_version"] == active_model.version
+    assert result["prediction"]["label"] in active_model.class_names
+    assert set(result["prediction"]["probabilities"]) == set(active_model.class_names)
+
+
+def test_anonymous_uploads_are_throttled(anonymous, settings):
+    for _ in range(5):
+        assert _upload(anonymous, _file("a.jpg")).status_code == 201
+
+    response = _upload(anonymous, _file("a.jpg"))
+
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "throttled"
+
+
+def test_staff_uploads_are_not_throttled(staff_client):
+    for _ in range(7):
+        assert _upload(staff_client, _file("a.jpg")).status_code == 201
+
+
+def test_token_auth_upload_sets_owner(member):
+    client = APIClient()
+    token_response = client.post("/api/v1/auth/token/", {"username": "member", "password": "member-password"})
+    assert token_response.status_code == 200
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_response.json()['token']}")
+
+    response = _upload(client, _file("mine.jpg"))
+
+    assert response.status_code == 201
+    assert Upload.objects.get(pk=response.json()["results"][0]["id"]).owner == member
+
+
+def test_token_with_wrong_password_is_400(member):
+    response = APIClient().post("/api/v1/auth/token/", {"username": "member", "password": "wrong"})
+
+    assert response.status_code == 400
+    assert "error" in response.json()
+
+
+def _uploaded(label: str | None = None, hidden: bool = False, size=(40, 30)) -> Upload:
+    upload = services.upload_create(name="x.png", data=make_image_bytes("PNG", size))
+    if label:
+        Prediction.objects.filter(pk=upload.latest_prediction_id).update(
+            status=Prediction.Status.DONE, label=label, probabilities={label: 1.0}
+        )
+    if hidden:
+        services.upload_set_hidden(upload, hidden=True)
+    return upload
+
+
+def test_detail_returns_image(anonymous):
+    upload = _uploaded(label="apse")
+
+    response = anonymous.get(f"{IMAGES_URL}{upload.pk}/")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"] == upload.pk
+    assert body["status"] == "done"
+    assert body["prediction"]["label"] == "apse"
+
+
+def test_detail_unknown_is_404(anonymous):
+    response = anonymous.get(f"{IMAGES_URL}999999/")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_detail_hidden_only_for_staff(anonymous, member_client, staff_client):
+    upload = _uploaded(hidden=True)
+
+    assert anonymous.get(f"{IMAGES_URL}{upload.pk}/").status_code == 404
+    assert member_client.get(f"{IMAGES_URL}{upload.pk}/").status_code == 404
+    assert staff_client.get(f"{IMAGES_URL}{upload.pk}/").status_code == 200
+
+
+def test_list_newest_first_without_hidden(anonymous):
+    older = _uploaded(size=(40, 30))
+    _uploaded(hidden=True, size=(41, 30))
+    newer = _uploaded(size=(42, 30))
+
+    response = anonymous.get(IMAGES_URL)
+
+    assert response.status_code == 200
+    assert [item["id"] for item in response.json()["results"]] == [newer.pk, older.pk]
+    assert response.json()["count"] == 2
+
+
+def test_list_filters_by_label(anonymous):
+    apse = _uploaded(label="apse", size=(40, 30))
+    _uploaded(label="vault", size=(41, 30))
+    _uploaded(size=(42, 30))
+
+    response = anonymous.get(IMAGES_URL, {"label": "apse"})
+
+    assert [item["id"] for item in response.json()["results"]] == [apse.pk]
+
+
+def test_list_unknown_label_is_400(anonymous):
+    response = anonymous.get(IMAGES_URL, {"label": "spire"})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid"
+    assert "unknown class" in response.json()["error"]["message"]
+
+
+def test_list_paginates(anonymous, settings):
+    for index in range(settings.GALLERY_PAGE_SIZE + 2):
+        _uploaded(size=(40 + index, 30))
+
+    first = anonymous.get(IMAGES_URL).json()
+    second = anonymous.get(IMAGES_URL, {"page": 2}).json()
+
+    assert len(first["results"]) == settings.GALLERY_PAGE_SIZE
+    assert len(second["results"]) == 2
+    assert first["next"].endswith("page=2")
+
+
+def test_models_lists_default_version(anonymous):
+    response = anonymous.get("/api/v1/models/")
+
+    assert response.status_code == 200
+    (version,) = response.json()
+    assert version["is_default"] is True
+    assert version["is_active"] is True
+    assert len(version["class_names"]) == 10
+
+
+def test_schema_and_docs_pages(anonymous):
+    schema = anonymous.get("/api/v1/schema/", {"format": "json"})
+    docs = anonymous.get("/api/v1/docs/")
+
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    assert "/api/v1/images/" in paths
+    assert "/api/v1/images/{upload_id}/" in paths
+    assert "/api/v1/models/" in paths
+    assert "/api/v1/auth/token/" in paths
+    assert docs.status_code == 200
+    assert b"cdn" not in docs.content.lower()
+
+
+def test_hide_requires_staff(anonymous, member_client, staff_client):
+    upload = _uploaded()
+    url = f"{IMAGES_URL}{upload.pk}/hide/"
+
+    assert anonymous.post(url, {"hidden": True}).status_code in (401, 403)
+    assert member_client.post(url, {"hidden": True}).status_code == 403
+    response = staff_client.post(url, {"hidden": True})
+
+    assert response.status_code == 200
+    assert Upload.objects.get(pk=upload.pk).is_hidden is True
+
+
+def test_predict_again_requires_staff(member_client, staff_client):
+    upload = _uploaded(label="apse")
+    url = f"{IMAGES_URL}{upload.pk}/predict/"
+
+    assert member_client.post(url).status_code == 403
+    response = staff_client.post(url)
+
+    assert response.status_code == 202
+    assert response.json()["status"] == "pending"
+    assert upload.predictions.count() == 2

@@ -1,0 +1,94 @@
+"""The upload page in Debian's Chromium (Playwright), with a real Celery worker making the predictions."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+
+import pytest
+from django.core.cache import cache
+
+from conftest import make_image_bytes, require_service
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+
+DROP_FILE_SCRIPT = """
+([name, encoded]) => {
+    const binary = atob(encoded);
+    const bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([bytes], name, {type: "image/png"}));
+    return transfer;
+}
+"""
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    require_service(shutil.which(CHROMIUM) is not None or os.path.exists(CHROMIUM), f"Chromium not found at {CHROMIUM}")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls
+    # the test makes afterwards are still synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    cache.clear()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def test_upload_two_photos_and_browse(browser, live_server, start_worker, active_model, tmp_path):
+    start_worker()
+    picked = tmp_path / "Facade.JPG"
+    picked.write_bytes(make_image_bytes("JPEG", (120, 90)))
+    page = browser.new_page()
+
+    page.goto(f"{live_server.url}/")
+    page.evaluate("window.notReloaded = true")
+    page.set_input_files("#file-input", str(picked))
+    transfer = page.evaluate_handle(
+        DROP_FILE_SCRIPT, ["dropped.png", base64.b64encode(make_image_bytes("PNG", (100, 80))).decode()]
+    )
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": transfer})
+
+    page.wait_for_selector(".upload-item[data-label] >> nth=1", timeout=60_000)
+    assert page.evaluate("window.notReloaded") is True
+    items = page.locator(".upload-item")
+    assert items.count() == 2
+    assert page.locator(".upload-item .probabilities").count() == 2
+    assert {items.nth(i).locator(".upload-name").inner_text() for i in range(2)} == {"Facade.JPG", "dropped.png"}
+    label = items.first.get_attribute("data-label")
+    assert label in active_model.class_names
+
+    page.click("nav >> text=Gallery")
+    assert page.locator(".gallery-item").count() == 2
+    page.select_option("#label-filter", label)
+    page.click("text=Filter")
+    assert page.locator(".gallery-item").count() >= 1
+    assert f"label={label}" in page.url.replace("%28", "(").replace("%29", ")")
+
+    page.locator(".gallery-item a").first.click()
+    page.wait_for_selector("h1:has-text('Photo')")
+    assert page.locator(".probabilities li").count() == len(active_model.class_names)
+    assert active_model.version in page.content()
+    assert page.locator(".detail-figure img").evaluate("img => img.naturalWidth") > 0
+
+
+def test_upload_form_works_without_javascript(browser, live_server, active_model, tmp_path):
+    photo = tmp_path / "nojs.png"
+    photo.write_bytes(make_image_bytes("PNG", (90, 70)))
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+
+    page.goto(f"{live_server.url}/")
+    page.set_input_files("#file-input", str(photo))
+    page.click("button:has-text('Upload')")
+
+    page.wait_for_url("**/uploads/results/**")
+    assert "nojs.png" in page.content()
+    context.close()

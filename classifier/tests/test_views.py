@@ -1,0 +1,234 @@
+"""HTML pages and image files, checked as an admin, the uploader and an anonymous visitor."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.cache import cache
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from PIL import Image
+
+from classifier import services
+from classifier.models import Prediction, Upload
+from conftest import make_image_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def clear_throttle_counters():
+    cache.clear()
+
+
+@pytest.fixture
+def owner(django_user_model):
+    return django_user_model.objects.create_user("owner", password="owner-password")
+
+
+@pytest.fixture
+def owner_client(owner) -> Client:
+    client = Client()
+    client.force_login(owner)
+    return client
+
+
+def _exif_jpeg() -> bytes:
+    exif = Image.Exif()
+    exif[0xA431] = "SERIAL-55555"
+    buffer = io.BytesIO()
+    Image.new("RGB", (60, 40), (120, 80, 40)).save(buffer, "JPEG", exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def _done(upload: Upload, label: str = "apse") -> Upload:
+    Prediction.objects.filter(pk=upload.latest_prediction_id).update(
+        status=Prediction.Status.DONE, label=label, probabilities={label: 0.9, "vault": 0.1}
+    )
+    return upload
+
+
+def test_upload_page_has_form_and_script(client):
+    response = client.get("/")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'enctype="multipart/form-data"' in html
+    assert 'type="file"' in html and "multiple" in html
+    assert "js/upload.js" in html
+    assert "cdn" not in html.lower()
+
+
+def test_form_post_without_javascript_redirects_to_results(client):
+    files = [
+        SimpleUploadedFile("one.jpg", make_image_bytes("JPEG", (50, 40))),
+        SimpleUploadedFile("two.png", make_image_bytes("PNG", (30, 30))),
+        SimpleUploadedFile("bad.jpg", b"not an image"),
+    ]
+
+    response = client.post("/", {"file": files}, follow=True)
+
+    assert response.status_code == 200
+    assert response.redirect_chain[0][0].startswith("/uploads/results/?ids=")
+    html = response.content.decode()
+    assert "one.jpg" in html and "two.png" in html
+    assert "“bad.jpg” is not an image" in html
+    assert 'http-equiv="refresh"' in html
+    assert Upload.objects.count() == 2
+
+
+def test_form_post_all_rejected_shows_reasons(client):
+    response = client.post("/", {"file": [SimpleUploadedFile("empty.jpg", b"")]})
+
+    assert response.status_code == 400
+    assert "“empty.jpg” is empty" in response.content.decode()
+
+
+def test_form_post_throttled_for_anonymous(client):
+    for index in range(5):
+        client.post("/", {"file": [SimpleUploadedFile("a.jpg", make_image_bytes("JPEG", (50 + index, 40)))]})
+
+    response = client.post("/", {"file": [SimpleUploadedFile("a.jpg", make_image_bytes("JPEG"))]})
+
+    assert response.status_code == 429
+    assert "Too many uploads" in response.content.decode()
+
+
+def test_results_page_stops_refreshing_when_done(client):
+    upload = _done(services.upload_create(name="a.jpg", data=make_image_bytes()))
+
+    html = client.get(f"/uploads/results/?ids={upload.pk}").content.decode()
+
+    assert "apse" in html
+    assert 'http-equiv="refresh"' not in html
+
+
+def test_gallery_newest_first_and_filter(client):
+    older = _done(services.upload_create(name="a.jpg", data=make_image_bytes("JPEG", (50, 40))), "apse")
+    newer = _done(services.upload_create(name="b.jpg", data=make_image_bytes("JPEG", (51, 40))), "vault")
+
+    page = client.get("/gallery/").content.decode()
+    filtered = client.get("/gallery/", {"label": "apse"}).content.decode()
+
+    assert page.index(f"/images/{newer.pk}/") < page.index(f"/images/{older.pk}/")
+    assert f"/images/{older.pk}/" in filtered
+    assert f"/images/{newer.pk}/" not in filtered
+
+
+def test_gallery_paginates(client, settings):
+    settings.GALLERY_PAGE_SIZE = 2
+    for index in range(3):
+        services.upload_create(name="a.jpg", data=make_image_bytes("JPEG", (50 + index, 40)))
+
+    first = client.get("/gallery/").content.decode()
+    second = client.get("/gallery/", {"page": 2}).content.decode()
+
+    assert "Page 1 of 2" in first
+    assert "Page 2 of 2" in second
+
+
+def test_gallery_leaves_out_hidden(client):
+    upload = services.upload_create(name="a.jpg", data=make_image_bytes())
+    services.upload_set_hidden(upload, hidden=True)
+
+    assert f"/images/{upload.pk}/" not in client.get("/gallery/").content.decode()
+
+
+def test_detail_shows_all_probabilities_and_version(client, active_model):
+    upload = services.upload_create(name="a.jpg", data=make_image_bytes())
+    Prediction.objects.filter(pk=upload.latest_prediction_id).update(
+        status=Prediction.Status.DONE,
+        label="apse",
+        probabilities={name: 0.1 for name in active_model.class_names},
+        model_version=active_model,
+    )
+
+    html = client.get(f"/images/{upload.pk}/").content.decode()
+
+    for name in active_model.class_names:
+        assert name in html
+    assert active_model.version in html
+    assert "Download the original" not in html
+
+
+def test_public_copy_has_no_exif(client):
+    upload = services.upload_create(name="camera.jpg", data=_exif_jpeg())
+
+    display = b"".join(client.get(f"/images/{upload.pk}/display.jpg").streaming_content)
+    thumbnail = b"".join(client.get(f"/images/{upload.pk}/thumbnail.jpg").streaming_content)
+
+    assert display.startswith(b"\xff\xd8") and thumbnail.startswith(b"\xff\xd8")
+    assert b"SERIAL-55555" not in display
+    assert b"SERIAL-55555" not in thumbnail
+
+
+def test_original_only_for_owner_and_staff(client, owner, owner_client, admin_client):
+    upload = services.upload_create(name="camera.jpg", data=_exif_jpeg(), owner=owner)
+    url = f"/images/{upload.pk}/original"
+
+    assert client.get(url).status_code == 404
+    owner_response = owner_client.get(url)
+    assert owner_response.status_code == 200
+    assert b"SERIAL-55555" in b"".join(owner_response.streaming_content)
+    assert owner_response["Cache-Control"] == "private, no-store"
+    assert admin_client.get(url).status_code == 200
+
+
+def test_hidden_detail_404_for_public(client, admin_client):
+    upload = services.upload_create(name="a.jpg", data=make_image_bytes())
+    services.upload_set_hidden(upload, hidden=True)
+
+    assert client.get(f"/images/{upload.pk}/").status_code == 404
+    assert client.get(f"/images/{upload.pk}/thumbnail.jpg").status_code == 404
+    assert admin_client.get(f"/images/{upload.pk}/").status_code == 200
+
+
+def test_staff_hide_and_predict_buttons(client, owner_client, admin_client):
+    upload = services.upload_create(name="a.jpg", data=make_image_bytes())
+
+    assert client.post(f"/images/{upload.pk}/hide/", {"hidden": "1"}).status_code == 302
+    assert owner_client.post(f"/images/{upload.pk}/hide/", {"hidden": "1"}).status_code == 302
+    assert Upload.objects.get(pk=upload.pk).is_hidden is False
+
+    admin_client.post(f"/images/{upload.pk}/hide/", {"hidden": "1"})
+    admin_client.post(f"/images/{upload.pk}/predict/")
+
+    assert Upload.objects.get(pk=upload.pk).is_hidden is True
+    assert upload.predictions.count() == 2
+
+
+def test_admin_retries_failed_predictions(admin_client):
+    upload = services.upload_create(name="a.jpg", data=make_image_bytes())
+    Prediction.objects.filter(pk=upload.latest_prediction_id).update(status=Prediction.Status.FAILED, error="boom")
+
+    response = admin_client.post(
+        "/admin/classifier/prediction/",
+        {"action": "retry", "_selected_action": [upload.latest_prediction_id]},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    upload.refresh_from_db()
+    assert upload.latest_prediction.status == Prediction.Status.PENDING
+    assert upload.predictions.count() == 2
+
+
+def test_admin_activates_model_version(admin_client, active_model, tmp_path):
+    from ml.testing import make_tiny_checkpoint
+
+    other = services.model_version_register(model_dir=make_tiny_checkpoint(tmp_path / "m"), version="candidate")
+
+    admin_client.post("/admin/classifier/modelversion/", {"action": "activate", "_selected_action": [other.pk]})
+
+    other.refresh_from_db()
+    active_model.refresh_from_db()
+    assert other.is_active is True
+    assert active_model.is_active is False
+
+
+def test_health_endpoint(client):
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}

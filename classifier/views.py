@@ -1,0 +1,182 @@
+"""HTML pages: upload, results, gallery, detail, and the image files they show."""
+
+from __future__ import annotations
+
+import mimetypes
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.files.storage import default_storage
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from classifier import selectors, services
+from classifier.api import UploadAnonThrottle, UploadUserThrottle, create_uploads
+from classifier.imaging import ACCEPT_ATTRIBUTE
+from classifier.models import Prediction, Upload
+
+
+def _throttle_wait(request: HttpRequest) -> float | None:
+    """Apply the API's upload throttles to the form post; returns seconds to wait when over the rate."""
+    for throttle in (UploadAnonThrottle(), UploadUserThrottle()):
+        if not throttle.allow_request(request, None):
+            return throttle.wait() or 1.0
+    return None
+
+
+@require_http_methods(["GET", "POST"])
+def upload_page(request: HttpRequest) -> HttpResponse:
+    """Render the upload form, and handle its POST, which browsers without JavaScript use."""
+    context = {
+        "accept": ACCEPT_ATTRIBUTE,
+        "max_files": settings.UPLOAD_MAX_FILES,
+        "max_megabytes": settings.UPLOAD_MAX_BYTES // (1024 * 1024),
+        "active_model": selectors.model_version_get_active(),
+        "rejections": [],
+    }
+    if request.method == "GET":
+        return render(request, "classifier/upload.html", context)
+
+    files = request.FILES.getlist("file")
+    wait = _throttle_wait(request)
+    if wait is not None:
+        messages.error(request, f"Too many uploads from your address. Try again in {wait:.0f} seconds.")
+        return render(request, "classifier/upload.html", context, status=429)
+    if not files:
+        messages.error(request, "Choose one or more photos to upload.")
+        return render(request, "classifier/upload.html", context, status=400)
+    if len(files) > settings.UPLOAD_MAX_FILES:
+        messages.error(request, f"Upload at most {settings.UPLOAD_MAX_FILES} photos at a time.")
+        return render(request, "classifier/upload.html", context, status=400)
+
+    uploads, entries = create_uploads(files, request.user)
+    accepted_ids = [str(upload.pk) for upload in uploads if upload is not None]
+    rejections = [entry for entry in entries if entry is not None]
+    if not accepted_ids:
+        context["rejections"] = rejections
+        return render(request, "classifier/upload.html", context, status=400)
+
+    # Rejections travel to the results page as messages (Post/Redirect/Get).
+    for rejection in rejections:
+        messages.error(request, rejection["error"]["message"])
+    return redirect(f"{reverse('classifier:results')}?ids={','.join(accepted_ids)}")
+
+
+@require_GET
+def upload_results(request: HttpRequest) -> HttpResponse:
+    """Results of a form upload; refreshes itself while predictions are pending."""
+    raw_ids = request.GET.get("ids", "")
+    upload_ids = [int(part) for part in raw_ids.split(",") if part.strip().isdigit()][: settings.UPLOAD_MAX_FILES]
+    uploads = selectors.uploads_by_ids_for_user(upload_ids, request.user)
+    pending = any(
+        upload.latest_prediction is None or upload.latest_prediction.status == Prediction.Status.PENDING
+        for upload in uploads
+    )
+    return render(request, "classifier/results.html", {"uploads": uploads, "pending": pending})
+
+
+@require_GET
+def gallery(request: HttpRequest) -> HttpResponse:
+    class_names = selectors.class_names()
+    label = request.GET.get("label", "")
+    if label not in class_names:
+        label = ""
+
+    paginator = Paginator(selectors.upload_list_public(label=label or None), settings.GALLERY_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    return render(
+        request,
+        "classifier/gallery.html",
+        {"page": page, "label": label, "class_names": class_names},
+    )
+
+
+def _upload_or_404(request: HttpRequest, upload_id: int) -> Upload:
+    upload = selectors.upload_get_for_user(upload_id, request.user)
+    if upload is None:
+        raise Http404("Image not found.")
+    return upload
+
+
+@require_GET
+def detail(request: HttpRequest, upload_id: int) -> HttpResponse:
+    upload = _upload_or_404(request, upload_id)
+    prediction = upload.latest_prediction
+    probabilities = prediction.top_probabilities(count=len(prediction.probabilities)) if prediction else []
+    return render(
+        request,
+        "classifier/detail.html",
+        {
+            "upload": upload,
+            "prediction": prediction,
+            "probabilities": probabilities,
+            "can_see_original": selectors.can_see_private(request.user, upload),
+        },
+    )
+
+
+@staff_member_required
+@require_POST
+def detail_set_hidden(request: HttpRequest, upload_id: int) -> HttpResponse:
+    upload = _upload_or_404(request, upload_id)
+    hidden = request.POST.get("hidden") == "1"
+    services.upload_set_hidden(upload, hidden=hidden)
+    messages.success(request, "The image is hidden from the gallery." if hidden else "The image is visible again.")
+    return redirect("classifier:detail", upload_id=upload.pk)
+
+
+@staff_member_required
+@require_POST
+def detail_predict(request: HttpRequest, upload_id: int) -> HttpResponse:
+    upload = _upload_or_404(request, upload_id)
+    services.prediction_request(upload)
+    messages.success(request, "A new prediction with the active model is queued.")
+    return redirect("classifier:detail", upload_id=upload.pk)
+
+
+def _file_response(name: str, *, public: bool) -> FileResponse:
+    # NOTE: with an object store behind STORAGE_BACKEND these views stream the
+    # bytes through Django. Redirecting to storage URLs would take that load
+    # off the web processes but needs signed URLs to keep hidden photos and
+    # originals private.
+    try:
+        handle = default_storage.open(name, "rb")
+    except FileNotFoundError:
+        raise Http404("Image file not found.") from None
+
+    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    response = FileResponse(handle, content_type=content_type)
+    # Public copies never change for a given upload; originals stay out of
+    # shared caches.
+    response["Cache-Control"] = "public, max-age=86400" if public else "private, no-store"
+    return response
+
+
+@require_GET
+def display_file(request: HttpRequest, upload_id: int) -> FileResponse:
+    upload = _upload_or_404(request, upload_id)
+    return _file_response(upload.stored_image.display.name, public=not upload.is_hidden)
+
+
+@require_GET
+def thumbnail_file(request: HttpRequest, upload_id: int) -> FileResponse:
+    upload = _upload_or_404(request, upload_id)
+    return _file_response(upload.stored_image.thumbnail.name, public=not upload.is_hidden)
+
+
+@require_GET
+def original_file(request: HttpRequest, upload_id: int) -> FileResponse:
+    """Serve the uploaded bytes, EXIF included, to the uploader and staff only."""
+    upload = _upload_or_404(request, upload_id)
+    if not selectors.can_see_private(request.user, upload):
+        raise Http404("Image not found.")
+
+    response = _file_response(upload.stored_image.original.name, public=False)
+    response["Content-Disposition"] = (
+        f'attachment; filename="{upload.pk}-{upload.stored_image.original.name.rsplit("/", 1)[-1]}"'
+    )
+    return response

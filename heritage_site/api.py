@@ -1,0 +1,44 @@
+"""API conventions shared by every app: the JSON error body."""
+
+from __future__ import annotations
+
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+def _first_message(detail) -> str:
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    if isinstance(detail, dict) and detail:
+        field, value = next(iter(detail.items()))
+        message = _first_message(value)
+        return message if field == "non_field_errors" else f"{field}: {message}"
+    return str(detail)
+
+
+def exception_handler(exc, context):
+    """Render every API error as ``{"error": {"code", "message"}}``.
+
+    Validation errors also carry ``fields`` with the per-field messages, so
+    clients can point at the input that failed.
+    """
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+
+    if isinstance(exc, exceptions.APIException):
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else exc.default_code
+        body = {"error": {"code": code, "message": _first_message(exc.detail)}}
+        if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict):
+            body["error"]["fields"] = exc.detail
+    else:
+        body = {"error": {"code": "error", "message": _first_message(response.data)}}
+
+    response.data = body
+    return response
+
+
+def error_response(code: str, message: str, status_code: int = status.HTTP_400_BAD_REQUEST) -> Response:
+    return Response({"error": {"code": code, "message": message}}, status=status_code)

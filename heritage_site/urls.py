@@ -1,0 +1,29 @@
+"""Root URL configuration.
+
+Each app owns its URL modules: ``<app>/urls.py`` for HTML pages and
+``<app>/api_urls.py`` for endpoints mounted under ``/api/v1/``.
+"""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.authtoken.views import obtain_auth_token
+
+from heritage_site import views
+
+api_v1_patterns = [
+    path("auth/token/", obtain_auth_token, name="auth-token"),
+    path("schema/", SpectacularAPIView.as_view(api_version="v1"), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-v1:schema"), name="docs"),
+    path("", include("classifier.api_urls")),
+    path("", include("training_jobs.api_urls")),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("api/v1/", include((api_v1_patterns, "api-v1"))),
+    path("healthz", views.health, name="health"),
+    path("training/", include("training_jobs.urls")),
+    path("", include("classifier.urls")),
+]

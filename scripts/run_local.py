@@ -1,0 +1,133 @@
+"""Start the site, an inference worker (with the periodic sweep) and a training worker; Ctrl-C stops all.
+
+Run by `make run` with the virtual environment's Python. Settings come from
+the environment like everywhere else; with none set, it uses SQLite and
+kombu's filesystem broker under var/, so no server is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STOP_TIMEOUT_SECONDS = 20
+
+
+def _manage(*args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=REPO_ROOT, check=True, stdout=subprocess.PIPE, text=True
+    )
+    print(result.stdout, end="", flush=True)
+    return result.stdout
+
+
+def _processes(host: str, port: int) -> dict[str, list[str]]:
+    celery = [sys.executable, "-m", "celery", "-A", "heritage_site", "worker", "--loglevel", "INFO"]
+    return {
+        "web": [sys.executable, "manage.py", "runserver", f"{host}:{port}", "--noreload"],
+        "inference worker": [
+            *celery,
+            "-Q",
+            "inference",
+            "-n",
+            "inference@%h",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            os.environ.get("INFERENCE_CONCURRENCY", "1"),
+            # Embedded beat runs the sweep that queues predictions left pending.
+            "--beat",
+            "--schedule",
+            str(REPO_ROOT / "var" / "celerybeat-schedule"),
+        ],
+        "training worker": [*celery, "-Q", "training", "-n", "training@%h", "--pool", "solo"],
+    }
+
+
+def _wait_for_port(host: str, port: int, children: dict[str, subprocess.Popen], timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, child in children.items():
+            if child.poll() is not None:
+                print(f"{name} exited with status {child.returncode} during start-up", file=sys.stderr)
+                return False
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.3)
+    print(f"the web server did not open port {port} within {timeout:.0f} s", file=sys.stderr)
+    return False
+
+
+def _stop(children: dict[str, subprocess.Popen]) -> None:
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    for name, child in children.items():
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"{name} did not stop within {STOP_TIMEOUT_SECONDS} s; killing it", file=sys.stderr)
+            child.kill()
+            child.wait()
+
+
+def main() -> int:
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = int(os.environ.get("PORT", "8000"))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "heritage_site.settings")
+    (REPO_ROOT / "var").mkdir(exist_ok=True)
+
+    _manage("migrate", "--noinput", "-v", "0")
+    site_summary = _manage("prepare_site")
+
+    stopping = False
+
+    def request_stop(signum, frame) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    # Each child gets its own session so that Ctrl-C reaches only this
+    # supervisor, which then stops the children in order.
+    children = {
+        name: subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True)
+        for name, command in _processes(host, port).items()
+    }
+    if not _wait_for_port(host, port, children):
+        _stop(children)
+        return 1
+
+    shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+    print(f"\nHeritage Lens is running at http://{shown_host}:{port}/  (admin: http://{shown_host}:{port}/admin/)")
+    print(site_summary.strip())
+    print("Press Ctrl-C to stop the site and its workers.\n", flush=True)
+
+    exit_code = 0
+    while not stopping:
+        for name, child in children.items():
+            if child.poll() is not None:
+                print(f"{name} exited with status {child.returncode}; stopping everything", file=sys.stderr)
+                exit_code = 1
+                stopping = True
+        time.sleep(0.5)
+
+    print("Stopping…", flush=True)
+    _stop(children)
+    print("Stopped.")
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+// Comparison page: per-class F1 bar chart of the reference rows and the
+// selected jobs, drawn from the comparison JSON endpoint.
+(function () {
+  "use strict";
+
+  const root = document.getElementById("training-compare");
+  const canvas = document.getElementById("compare-chart");
+  if (!root || !canvas || typeof Chart === "undefined") return;
+
+  const palette = ["#888888", "#444444", "#2b6cb5", "#b5452b", "#2b9b5a", "#8a4fb5", "#c28a1e", "#1e9cc2"];
+
+  fetch(root.dataset.chartUrl, { headers: { Accept: "application/json" } })
+    .then((response) => response.json())
+    .then((table) => {
+      if (!table.rows) return;
+      new Chart(canvas, {
+        type: "bar",
+        data: {
+          labels: table.classes,
+          datasets: table.rows.map((row, index) => ({
+            label: row.label,
+            data: row.cells.map((cell) => cell.f1),
+            backgroundColor: palette[index % palette.length],
+          })),
+        },
+        options: {
+          animation: false,
+          scales: { y: { min: 0.5, max: 1, title: { display: true, text: "F1" } } },
+        },
+      });
+      canvas.dataset.ready = "1";
+    })
+    .catch((error) => console.warn("comparison data request failed", error));
+})();

@@ -1,0 +1,274 @@
+"""REST API of datasets and training jobs, mounted under /api/v1/.
+
+Anyone may read succeeded jobs, and staff also see queued, running, failed
+and cancelled ones. Creating, cancelling and promoting require a staff user.
+"""
+
+from __future__ import annotations
+
+from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import permissions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from heritage_site.api import error_response
+from training_jobs import presenters, selectors, services
+from training_jobs.models import Dataset, TrainingJob
+
+# The list is not paginated, so it returns at most this many jobs, newest first.
+JOB_LIST_LIMIT = 200
+
+
+class IsStaff(permissions.BasePermission):
+    message = "Only staff users may do this."
+
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+
+
+def _is_staff(request: Request) -> bool:
+    return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+
+
+def _get_job(request: Request, job_id: int) -> TrainingJob:
+    job = selectors.training_job_get(job_id=job_id, include_unfinished=_is_staff(request))
+    if job is None:
+        raise Http404(f"Training job {job_id} not found.")
+    return job
+
+
+# Output serializers: they render the presenters' dicts and document them in the schema.
+
+
+class DatasetRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class JobSettingsSerializer(serializers.Serializer):
+    backbone = serializers.CharField()
+    weights_file = serializers.CharField()
+    mode = serializers.ChoiceField(choices=TrainingJob.Mode.choices)
+    epochs = serializers.IntegerField()
+    batch_size = serializers.IntegerField()
+    learning_rate = serializers.FloatField()
+    image_size = serializers.IntegerField()
+    seed = serializers.IntegerField()
+
+
+class ClassScoreSerializer(serializers.Serializer):
+    precision = serializers.FloatField()
+    recall = serializers.FloatField()
+    f1 = serializers.FloatField()
+    support = serializers.IntegerField()
+
+
+class SplitMetricsSerializer(serializers.Serializer):
+    accuracy = serializers.FloatField()
+    macro_f1 = serializers.FloatField()
+    per_class = serializers.DictField(child=ClassScoreSerializer())
+    confusion_matrix = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField()), allow_null=True
+    )
+    class_names = serializers.ListField(child=serializers.CharField())
+
+
+class EpochSerializer(serializers.Serializer):
+    epoch = serializers.IntegerField()
+    train_loss = serializers.FloatField()
+    val_accuracy = serializers.FloatField()
+    val_macro_f1 = serializers.FloatField()
+    learning_rate = serializers.FloatField(allow_null=True)
+    seconds = serializers.FloatField(allow_null=True)
+
+
+class JobSummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.CharField(help_text="The job's web page.")
+    status = serializers.ChoiceField(choices=TrainingJob.Status.choices)
+    phase = serializers.ChoiceField(choices=TrainingJob.Phase.choices)
+    dataset = DatasetRefSerializer()
+    config = JobSettingsSerializer()
+    progress = serializers.FloatField(help_text="Share of all training batches done, from 0 to 1.")
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    test_accuracy = serializers.FloatField(allow_null=True)
+    test_macro_f1 = serializers.FloatField(allow_null=True)
+    promoted_at = serializers.DateTimeField(allow_null=True)
+
+
+class JobDetailSerializer(JobSummarySerializer):
+    is_finished = serializers.BooleanField()
+    cancel_requested = serializers.BooleanField()
+    epoch_progress = serializers.FloatField(help_text="Share of the current epoch's batches done, from 0 to 1.")
+    current_epoch = serializers.IntegerField()
+    total_epochs = serializers.IntegerField()
+    batch = serializers.IntegerField()
+    batches = serializers.IntegerField()
+    last_loss = serializers.FloatField(allow_null=True)
+    queue_position = serializers.IntegerField(help_text="Queued or running jobs ahead of this queued one.")
+    elapsed_seconds = serializers.FloatField(allow_null=True)
+    remaining_seconds = serializers.FloatField(allow_null=True, help_text="Estimate from the share of batches done.")
+    failure_reason = serializers.CharField()
+    epochs = EpochSerializer(many=True, help_text="Training loss and validation scores per finished epoch.")
+    best_epoch = serializers.IntegerField(allow_null=True)
+    test_metrics = SplitMetricsSerializer(allow_null=True)
+    val_metrics = SplitMetricsSerializer(allow_null=True)
+    downloads = serializers.DictField(child=serializers.CharField())
+    log_tail = serializers.CharField(required=False, help_text="Staff only.")
+
+
+# Datasets
+
+
+class DatasetListApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "Dataset"
+
+        id = serializers.IntegerField()
+        name = serializers.CharField()
+        class_names = serializers.ListField(child=serializers.CharField())
+        counts = serializers.DictField(child=serializers.DictField(child=serializers.IntegerField()))
+        train_images = serializers.IntegerField()
+        test_images = serializers.IntegerField()
+        unreadable = serializers.IntegerField(help_text="Number of unreadable image files.")
+        missing = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+        scanned_at = serializers.DateTimeField()
+        path = serializers.CharField(required=False, help_text="Staff only.")
+        unreadable_files = serializers.ListField(child=serializers.CharField(), required=False, help_text="Staff only.")
+
+    @extend_schema(responses=OutputSerializer(many=True), tags=["training"])
+    def get(self, request: Request) -> Response:
+        include_path = _is_staff(request)
+        data = [presenters.dataset_summary(dataset, include_path=include_path) for dataset in selectors.dataset_list()]
+        return Response(self.OutputSerializer(data, many=True).data)
+
+
+# Jobs
+
+
+class TrainingJobListCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TrainingJobCreate"
+
+        dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all())
+        backbone = serializers.CharField(required=False, max_length=100)
+        weights_file = serializers.CharField(required=False, allow_blank=True, max_length=500)
+        mode = serializers.ChoiceField(choices=TrainingJob.Mode.values, required=False)
+        epochs = serializers.IntegerField(required=False)
+        batch_size = serializers.IntegerField(required=False)
+        learning_rate = serializers.FloatField(required=False)
+        image_size = serializers.IntegerField(required=False)
+        seed = serializers.IntegerField(required=False)
+
+    def get_permissions(self):
+        if self.request.method == "POST":
+            return [IsStaff()]
+        return [permissions.AllowAny()]
+
+    @extend_schema(responses=JobSummarySerializer(many=True), tags=["training"])
+    def get(self, request: Request) -> Response:
+        jobs = selectors.training_job_list(include_unfinished=_is_staff(request))
+        data = [presenters.job_summary(job) for job in jobs[:JOB_LIST_LIMIT]]
+        return Response(JobSummarySerializer(data, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: JobDetailSerializer}, tags=["training"])
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        values = dict(serializer.validated_data)
+        dataset = values.pop("dataset")
+
+        try:
+            job = services.training_job_create(dataset=dataset, created_by=request.user, **values)
+        except services.InvalidJobSettings as error:
+            raise serializers.ValidationError({error.field: [str(error)]}) from error
+
+        data = presenters.job_detail(job, include_log=True)
+        return Response(JobDetailSerializer(data).data, status=status.HTTP_201_CREATED)
+
+
+class TrainingJobDetailApi(APIView):
+    @extend_schema(responses=JobDetailSerializer, tags=["training"])
+    def get(self, request: Request, job_id: int) -> Response:
+        job = _get_job(request, job_id)
+        if job.status == TrainingJob.Status.RUNNING:
+            services.training_job_fail_lost()
+            job.refresh_from_db()
+
+        data = presenters.job_detail(job, include_log=_is_staff(request))
+        return Response(JobDetailSerializer(data).data)
+
+
+class TrainingJobCancelApi(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(request=None, responses=JobDetailSerializer, tags=["training"])
+    def post(self, request: Request, job_id: int) -> Response:
+        job = _get_job(request, job_id)
+
+        try:
+            job = services.training_job_cancel(job=job)
+        except services.InvalidTransition as error:
+            return error_response("invalid_transition", str(error), status.HTTP_409_CONFLICT)
+
+        return Response(JobDetailSerializer(presenters.job_detail(job, include_log=True)).data)
+
+
+class TrainingJobPromoteApi(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(request=None, responses=JobDetailSerializer, tags=["training"])
+    def post(self, request: Request, job_id: int) -> Response:
+        job = _get_job(request, job_id)
+
+        try:
+            job = services.training_job_promote(job=job)
+        except services.InvalidTransition as error:
+            return error_response("invalid_transition", str(error), status.HTTP_409_CONFLICT)
+        except services.TrainingJobError as error:
+            return error_response("promotion_failed", str(error), status.HTTP_400_BAD_REQUEST)
+
+        return Response(JobDetailSerializer(presenters.job_detail(job, include_log=True)).data)
+
+
+class CompareCellSerializer(serializers.Serializer):
+    f1 = serializers.FloatField(allow_null=True)
+    beats_paper = serializers.BooleanField(help_text="True where the F1 is above the paper's for that class.")
+
+
+class CompareRowSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    label = serializers.CharField()
+    job_id = serializers.IntegerField(allow_null=True)
+    reference = serializers.BooleanField(help_text="True for the published results.")
+    macro_f1 = serializers.FloatField(allow_null=True)
+    accuracy = serializers.FloatField(allow_null=True)
+    cells = CompareCellSerializer(many=True, help_text="One cell per class, in `classes` order.")
+
+
+class CompareSerializer(serializers.Serializer):
+    classes = serializers.ListField(child=serializers.CharField())
+    rows = CompareRowSerializer(many=True, help_text="Reference rows first, then one row per job.")
+
+
+class TrainingJobCompareApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("ids", str, description="Comma-separated job ids. Without it, the 5 newest succeeded jobs.")
+        ],
+        responses=CompareSerializer,
+        tags=["training"],
+    )
+    def get(self, request: Request) -> Response:
+        try:
+            jobs = selectors.comparison_jobs(request.query_params.get("ids", ""))
+        except ValueError as error:
+            return error_response("invalid", str(error))
+
+        return Response(CompareSerializer(selectors.comparison_table(jobs)).data)

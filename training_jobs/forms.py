@@ -1,0 +1,111 @@
+"""Admin forms: register a dataset and launch a training job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django import forms
+from django.conf import settings
+
+from training_jobs import selectors, services
+from training_jobs.models import Dataset, TrainingJob
+
+
+class DatasetRegisterForm(forms.ModelForm):
+    """Scan a folder on the server and register it. Errors name the folder and what is wrong."""
+
+    class Meta:
+        model = Dataset
+        fields = ["name", "path"]
+        help_texts = {
+            "name": "Leave blank to use the folder name.",
+            "path": "Absolute path on the server of a folder with train/<class>/ and test/<class>/.",
+        }
+
+    name = forms.CharField(max_length=100, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The AHE dataset is in a shared/ folder beside the repository on the
+        # project's machines. Suggest it when it is there.
+        ahe = Path(settings.BASE_DIR).parent / "shared" / "datasets" / "ahe"
+        if not self.is_bound and ahe.is_dir():
+            self.fields["path"].initial = str(ahe.resolve())
+
+    def validate_unique(self) -> None:
+        # Registering a known path again rescans it, which dataset_register handles.
+        pass
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        try:
+            self.registered = services.dataset_register(path=cleaned["path"], name=cleaned.get("name") or "")
+        except services.InvalidDataset as error:
+            raise forms.ValidationError({"path": str(error)}) from error
+        return cleaned
+
+
+class TrainingJobLaunchForm(forms.ModelForm):
+    """The admin's "New training job" form. Defaults reproduce the default model."""
+
+    backbone = forms.ChoiceField(
+        help_text="EfficientNet-Lite variants ship their ImageNet weights offline. Pick “Other timm model” to train "
+        "any timm architecture from a weights file."
+    )
+    other_backbone = forms.CharField(
+        required=False, max_length=100, help_text="timm architecture name, used with “Other timm model”."
+    )
+
+    OTHER = "__other__"
+
+    class Meta:
+        model = TrainingJob
+        fields = ["dataset", "backbone", "weights_file", "mode", "epochs", "batch_size", "learning_rate", "image_size", "seed"]
+        help_texts = {
+            "weights_file": "Path on the server of ImageNet weights (.safetensors or .pth) for a timm backbone.",
+            "mode": "A linear probe trains only the new classification layer; a fine-tune trains every layer.",
+            "epochs": "Passes over the training images. Training may stop earlier when validation macro-F1 stops improving.",
+            "batch_size": "Images per optimisation step; lower it if the worker runs out of memory.",
+            "learning_rate": "Peak AdamW learning rate after warm-up.",
+            "image_size": "Network input side in pixels.",
+            "seed": "Random seed of the validation split, augmentations and initial weights.",
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        defaults = selectors.job_defaults()
+        choices = [(name, name) for name in selectors.backbone_choices()]
+        self.fields["backbone"].choices = [*choices, (self.OTHER, "Other timm model (needs a weights file)")]
+        for name, value in defaults.items():
+            if name in self.fields and not self.is_bound:
+                self.fields[name].initial = value
+        datasets = selectors.dataset_list()
+        self.fields["dataset"].queryset = datasets
+        if not self.is_bound and len(datasets[:2]) == 1:
+            self.fields["dataset"].initial = datasets[0].pk
+        self.fields["weights_file"].required = False
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+
+        if cleaned["backbone"] == self.OTHER:
+            other = (cleaned.get("other_backbone") or "").strip()
+            if not other:
+                raise forms.ValidationError({"other_backbone": "Name the timm architecture to train."})
+            cleaned["backbone"] = other
+        values = {name: cleaned.get(name) for name in selectors.JOB_SETTINGS}
+        values["weights_file"] = values["weights_file"] or ""
+        try:
+            services.training_job_validate(dataset=cleaned["dataset"], values=values)
+        except services.InvalidJobSettings as error:
+            field = error.field if error.field in self.fields else None
+            raise forms.ValidationError({field: str(error)} if field else str(error)) from error
+        return cleaned
+
+    def launch(self, user) -> TrainingJob:
+        values = {name: self.cleaned_data.get(name) for name in selectors.JOB_SETTINGS}
+        return services.training_job_create(dataset=self.cleaned_data["dataset"], created_by=user, **values)

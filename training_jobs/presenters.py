@@ -1,0 +1,108 @@
+"""Plain-dict views of jobs, shared by the API, the JSON chart endpoints and the pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+
+from training_jobs import selectors
+from training_jobs.models import ClassMetric, TrainingJob
+
+
+def job_settings(job: TrainingJob) -> dict[str, Any]:
+    return {
+        "backbone": job.backbone,
+        "weights_file": job.weights_file,
+        "mode": job.mode,
+        "epochs": job.epochs,
+        "batch_size": job.batch_size,
+        "learning_rate": job.learning_rate,
+        "image_size": job.image_size,
+        "seed": job.seed,
+    }
+
+
+def job_summary(job: TrainingJob) -> dict[str, Any]:
+    """Status, settings and headline scores of a job, without per-epoch or per-class rows."""
+    return {
+        "id": job.pk,
+        "url": reverse("training_jobs:job-detail", args=[job.pk]),
+        "status": job.status,
+        "phase": job.phase,
+        "dataset": {"id": job.dataset_id, "name": job.dataset.name},
+        "config": job_settings(job),
+        "progress": round(job.progress, 4),
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "test_accuracy": job.test_accuracy,
+        "test_macro_f1": job.test_macro_f1,
+        "promoted_at": job.promoted_at,
+    }
+
+
+def job_progress(job: TrainingJob) -> dict[str, Any]:
+    """Return what the job page polls: status, progress bars, timing and the per-epoch chart data."""
+    timing = selectors.training_job_timing(job)
+    return {
+        "id": job.pk,
+        "status": job.status,
+        "phase": job.phase,
+        "is_finished": job.is_finished,
+        "cancel_requested": job.cancel_requested,
+        "progress": round(job.progress, 4),
+        "epoch_progress": round(job.epoch_progress, 4),
+        "current_epoch": job.epoch,
+        "total_epochs": job.epochs,
+        "batch": job.batch,
+        "batches": job.batches,
+        "last_loss": job.last_loss,
+        "queue_position": selectors.training_job_queue_position(job),
+        "elapsed_seconds": timing["elapsed_seconds"],
+        "remaining_seconds": timing["remaining_seconds"],
+        "failure_reason": job.failure_reason,
+        "epochs": selectors.training_job_epochs(job),
+    }
+
+
+def job_detail(job: TrainingJob, *, include_log: bool) -> dict[str, Any]:
+    """Return everything known about a job. `test_metrics` and `val_metrics` are None until it succeeded."""
+    detail = job_summary(job) | job_progress(job)
+    detail["best_epoch"] = job.best_epoch
+    detail["test_metrics"] = selectors.training_job_split_metrics(job, split=ClassMetric.Split.TEST)
+    detail["val_metrics"] = selectors.training_job_split_metrics(job, split=ClassMetric.Split.VAL)
+    detail["downloads"] = job_downloads(job)
+    if include_log:
+        detail["log_tail"] = job.log_tail
+    return detail
+
+
+def job_downloads(job: TrainingJob) -> dict[str, str]:
+    links = {}
+    if job.test_accuracy is not None:
+        links["metrics_csv"] = reverse("training_jobs:job-metrics-csv", args=[job.pk])
+        links["metrics_json"] = reverse("training_jobs:job-metrics-json", args=[job.pk])
+    # A cancelled job keeps its best checkpoint, and only staff can see such a job.
+    if job.model_dir:
+        links["model_weights"] = reverse("training_jobs:job-model-file", args=[job.pk, "model.safetensors"])
+        links["model_description"] = reverse("training_jobs:job-model-file", args=[job.pk, "model.json"])
+    return links
+
+
+def dataset_summary(dataset, *, include_path: bool) -> dict[str, Any]:
+    summary = {
+        "id": dataset.pk,
+        "name": dataset.name,
+        "class_names": dataset.class_names,
+        "counts": dataset.counts,
+        "train_images": dataset.train_images,
+        "test_images": dataset.test_images,
+        "unreadable": len(dataset.unreadable),
+        "missing": dataset.missing,
+        "scanned_at": dataset.scanned_at,
+    }
+    if include_path:
+        summary["path"] = dataset.path
+        summary["unreadable_files"] = dataset.unreadable
+    return summary

@@ -1,0 +1,218 @@
+import pytest
+
+from classifier.models import ModelVersion
+from training_jobs import services
+from training_jobs.models import TrainingJob
+
+Status = TrainingJob.Status
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    messages = []
+    monkeypatch.setattr(services, "training_job_enqueue", messages.append)
+    return messages
+
+
+def write_requests(job_id: int):
+    return [
+        ("post", "/api/v1/training-jobs/", {"dataset": 1}),
+        ("post", f"/api/v1/training-jobs/{job_id}/cancel/", {}),
+        ("post", f"/api/v1/training-jobs/{job_id}/promote/", {}),
+    ]
+
+
+@pytest.mark.parametrize("persona", ["anonymous_client", "user_client"])
+def test_writes_rejected_without_staff(request, persona, succeeded_job, make_job):
+    client = request.getfixturevalue(persona)
+    queued = make_job()
+
+    for method, url, body in write_requests(queued.pk) + write_requests(succeeded_job.pk):
+        response = getattr(client, method)(url, body, content_type="application/json")
+        assert response.status_code in (401, 403), (url, response.status_code)
+        assert "error" in response.json()
+
+    queued.refresh_from_db()
+    assert queued.status == Status.QUEUED
+    assert TrainingJob.objects.count() == 2
+    assert not ModelVersion.objects.filter(training_jobs=succeeded_job).exists()
+
+
+def test_create_returns_201_with_defaults(staff_client, dataset, sent, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            "/api/v1/training-jobs/", {"dataset": dataset.pk, "epochs": 2}, content_type="application/json"
+        )
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == "queued"
+    assert body["config"]["epochs"] == 2
+    assert body["config"]["backbone"] == "efficientnet_lite2"
+    assert body["config"]["mode"] == "finetune"
+    assert body["progress"] == 0
+    assert body["epochs"] == []
+    assert body["test_metrics"] is None
+    assert sent == [body["id"]]
+
+
+def test_create_rejects_invalid_value_naming_field(staff_client, dataset, sent):
+    response = staff_client.post(
+        "/api/v1/training-jobs/", {"dataset": dataset.pk, "batch_size": 1}, content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "batch_size" in error["fields"]
+    assert "batch_size" in error["message"]
+    assert not TrainingJob.objects.exists()
+
+
+def test_create_rejects_unknown_mode(staff_client, dataset, sent):
+    response = staff_client.post(
+        "/api/v1/training-jobs/", {"dataset": dataset.pk, "mode": "distill"}, content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert "mode" in response.json()["error"]["fields"]
+
+
+def test_create_rejects_unknown_dataset(staff_client, db, sent):
+    response = staff_client.post("/api/v1/training-jobs/", {"dataset": 999}, content_type="application/json")
+
+    assert response.status_code == 400
+    assert "dataset" in response.json()["error"]["fields"]
+
+
+def test_create_with_token_auth(dataset, staff_user, sent, anonymous_client):
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=staff_user)
+    response = anonymous_client.post(
+        "/api/v1/training-jobs/",
+        {"dataset": dataset.pk, "mode": "linear-probe"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Token {token.key}",
+    )
+
+    assert response.status_code == 201
+    assert response.json()["config"]["mode"] == "linear-probe"
+
+
+def test_detail_of_succeeded_job_has_metrics(anonymous_client, succeeded_job):
+    response = anonymous_client.get(f"/api/v1/training-jobs/{succeeded_job.pk}/")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "succeeded"
+    assert body["progress"] == 1
+    assert body["epochs"][0]["val_macro_f1"] == 0.45
+    assert body["test_metrics"]["accuracy"] == pytest.approx(8 / 9)
+    assert body["test_metrics"]["per_class"]["altar"] == {"precision": 1.0, "recall": pytest.approx(2 / 3), "f1": 0.8, "support": 3}
+    assert body["test_metrics"]["confusion_matrix"][0] == [2, 1, 0]
+    assert body["val_metrics"]["macro_f1"] == 0.45
+    assert "log_tail" not in body
+
+
+def test_detail_hides_unfinished_jobs_from_public(anonymous_client, user_client, staff_client, make_job):
+    job = make_job()
+
+    assert anonymous_client.get(f"/api/v1/training-jobs/{job.pk}/").status_code == 404
+    assert user_client.get(f"/api/v1/training-jobs/{job.pk}/").status_code == 404
+    staff_view = staff_client.get(f"/api/v1/training-jobs/{job.pk}/").json()
+    assert staff_view["status"] == "queued"
+    assert staff_view["queue_position"] == 0
+
+
+def test_list_shows_public_only_succeeded(anonymous_client, staff_client, succeeded_job, make_job):
+    make_job()
+
+    public = anonymous_client.get("/api/v1/training-jobs/").json()
+    staff = staff_client.get("/api/v1/training-jobs/").json()
+
+    assert [job["id"] for job in public] == [succeeded_job.pk]
+    assert len(staff) == 2
+
+
+def test_cancel_by_staff(staff_client, make_job):
+    job = make_job()
+
+    response = staff_client.post(f"/api/v1/training-jobs/{job.pk}/cancel/")
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+
+
+def test_cancel_finished_job_conflicts(staff_client, succeeded_job):
+    response = staff_client.post(f"/api/v1/training-jobs/{succeeded_job.pk}/cancel/")
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "invalid_transition"
+
+
+def test_promote_by_staff(staff_client, succeeded_job):
+    response = staff_client.post(f"/api/v1/training-jobs/{succeeded_job.pk}/promote/")
+
+    assert response.status_code == 200
+    assert response.json()["promoted_at"]
+    assert ModelVersion.objects.get(is_active=True).training_jobs.get() == succeeded_job
+
+
+def test_promote_failed_job_conflicts(staff_client, make_job):
+    job = make_job(Status.FAILED)
+
+    response = staff_client.post(f"/api/v1/training-jobs/{job.pk}/promote/")
+
+    assert response.status_code == 409
+    assert "only a succeeded job" in response.json()["error"]["message"]
+
+
+def test_datasets_hide_path_from_public(anonymous_client, staff_client, dataset):
+    public = anonymous_client.get("/api/v1/datasets/").json()
+    staff = staff_client.get("/api/v1/datasets/").json()
+
+    assert public[0]["name"] == "tiny"
+    assert public[0]["counts"]["test"]["vault"] == 3
+    assert "path" not in public[0]
+    assert staff[0]["path"] == dataset.path
+
+
+def test_compare_has_reference_rows(anonymous_client, succeeded_job):
+    response = anonymous_client.get(f"/api/v1/training-jobs/compare/?ids={succeeded_job.pk}")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert [row["key"] for row in body["rows"]] == ["paper", "hrnet-w64", f"job-{succeeded_job.pk}"]
+    altar = body["classes"].index("altar")
+    vault = body["classes"].index("vault")
+    assert body["rows"][0]["cells"][altar]["f1"] == 0.906
+    assert body["rows"][1]["cells"][altar]["f1"] == 0.937
+    job_row = body["rows"][2]
+    assert job_row["cells"][altar] == {"f1": 0.8, "beats_paper": False}
+    assert job_row["cells"][vault] == {"f1": 1.0, "beats_paper": True}
+    assert job_row["cells"][body["classes"].index("gargoyle")]["f1"] is None
+
+
+def test_compare_rejects_unknown_job(anonymous_client, make_job):
+    queued = make_job()
+
+    response = anonymous_client.get(f"/api/v1/training-jobs/compare/?ids={queued.pk}")
+
+    assert response.status_code == 400
+    assert str(queued.pk) in response.json()["error"]["message"]
+
+
+def test_schema_documents_training_endpoints(anonymous_client, db):
+    response = anonymous_client.get("/api/v1/schema/")
+
+    assert response.status_code == 200
+    schema = response.content.decode()
+    for path in (
+        "/api/v1/datasets/",
+        "/api/v1/training-jobs/",
+        "/api/v1/training-jobs/{job_id}/",
+        "/api/v1/training-jobs/{job_id}/cancel/",
+        "/api/v1/training-jobs/{job_id}/promote/",
+        "/api/v1/training-jobs/compare/",
+    ):
+        assert path in schema

@@ -1,0 +1,283 @@
+import csv
+import io
+import json
+
+import pytest
+
+from classifier.models import ModelVersion
+from training_jobs import services
+from training_jobs.models import Dataset, TrainingJob
+
+Status = TrainingJob.Status
+
+
+def test_dashboard_lists_succeeded_jobs_publicly(anonymous_client, succeeded_job, make_job):
+    hidden = make_job(Status.FAILED)
+
+    page = anonymous_client.get("/training/").content.decode()
+
+    assert f'data-job="{succeeded_job.pk}"' in page
+    assert f'data-job="{hidden.pk}"' not in page
+    assert "Paper: ResNet" in page
+
+
+def test_job_page_shows_results(anonymous_client, succeeded_job):
+    response = anonymous_client.get(f"/training/jobs/{succeeded_job.pk}/")
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="test-class-table"' in page
+    assert 'id="val-class-table"' in page
+    assert "0.906" in page  # altar F1 of Llamas et al. (2017) beside the job's
+    assert f"/training/jobs/{succeeded_job.pk}/samples/?true=altar&amp;pred=apse" in page
+    assert "chart.js-4.5.1/chart.umd.min.js" in page
+    assert 'id="promote-form"' not in page
+
+
+def test_job_page_of_queued_job_is_staff_only(anonymous_client, user_client, staff_client, make_job):
+    make_job(Status.RUNNING)
+    job = make_job()
+
+    assert anonymous_client.get(f"/training/jobs/{job.pk}/").status_code == 404
+    assert user_client.get(f"/training/jobs/{job.pk}/").status_code == 404
+    page = staff_client.get(f"/training/jobs/{job.pk}/").content.decode()
+    assert "Waiting for a training worker; 1 job ahead of it." in page
+    assert 'id="cancel-form"' in page
+
+
+def test_progress_json_reports_running_job(staff_client, make_job):
+    job = make_job(Status.RUNNING)
+    services.training_job_record_progress(claim=job.claim, epoch=1, batch=2, batches=8, loss=2.0)
+
+    body = staff_client.get(f"/training/jobs/{job.pk}/progress.json").json()
+
+    assert body["status"] == "running"
+    assert body["phase"] == "training"
+    assert body["epoch_progress"] == 0.25
+    assert body["last_loss"] == 2.0
+    assert body["elapsed_seconds"] >= 0
+    assert body["remaining_seconds"] is not None
+
+
+def test_progress_json_marks_lost_job_failed(staff_client, make_job, settings):
+    settings.TRAINING_JOB_STALE_AFTER = 60
+    job = make_job(Status.RUNNING)
+    TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=job.heartbeat_at.replace(year=2000))
+
+    body = staff_client.get(f"/training/jobs/{job.pk}/progress.json").json()
+
+    assert body["status"] == "failed"
+    assert "heartbeat" in body["failure_reason"]
+
+
+def test_samples_page_lists_cell_images(anonymous_client, succeeded_job, dataset_folder):
+    response = anonymous_client.get(f"/training/jobs/{succeeded_job.pk}/samples/?true=altar&pred=apse")
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "1 test image" in page
+    assert "test/altar/altar_2.jpg" in page
+    sample = succeeded_job.samples.get(path="test/altar/altar_2.jpg")
+    image = anonymous_client.get(f"/training/jobs/{succeeded_job.pk}/samples/{sample.pk}/image")
+    assert image.status_code == 200
+    assert b"".join(image.streaming_content) == (dataset_folder / "test" / "altar" / "altar_2.jpg").read_bytes()
+
+
+def test_samples_rejects_unknown_class(anonymous_client, succeeded_job):
+    response = anonymous_client.get(f"/training/jobs/{succeeded_job.pk}/samples/?true=altar&pred=tower")
+
+    assert response.status_code == 404
+
+
+def test_sample_image_stays_inside_dataset(anonymous_client, succeeded_job):
+    sample = succeeded_job.samples.first()
+    sample.path = "../../../../etc/passwd"
+    sample.save()
+
+    response = anonymous_client.get(f"/training/jobs/{succeeded_job.pk}/samples/{sample.pk}/image")
+
+    assert response.status_code == 404
+
+
+def test_metrics_csv_has_both_splits(anonymous_client, succeeded_job):
+    response = anonymous_client.get(f"/training/jobs/{succeeded_job.pk}/metrics.csv")
+
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert response["Content-Type"].startswith("text/csv")
+    assert "attachment" in response["Content-Disposition"]
+    test_altar = next(row for row in rows if row["split"] == "test" and row["class"] == "altar")
+    assert float(test_altar["f1"]) == 0.8
+    assert test_altar["support"] == "3"
+    assert {row["split"] for row in rows} == {"test", "val"}
+
+
+def test_metrics_json_matches_api(anonymous_client, succeeded_job):
+    download = json.loads(anonymous_client.get(f"/training/jobs/{succeeded_job.pk}/metrics.json").content)
+    api = anonymous_client.get(f"/api/v1/training-jobs/{succeeded_job.pk}/").json()
+
+    assert download["test_metrics"]["per_class"] == api["test_metrics"]["per_class"]
+    assert download["epochs"] == api["epochs"]
+
+
+def test_model_download(anonymous_client, succeeded_job):
+    weights = anonymous_client.get(f"/training/jobs/{succeeded_job.pk}/model/model.safetensors")
+    description = anonymous_client.get(f"/training/jobs/{succeeded_job.pk}/model/model.json")
+    other = anonymous_client.get(f"/training/jobs/{succeeded_job.pk}/model/settings.py")
+
+    assert weights.status_code == 200
+    assert len(b"".join(weights.streaming_content)) > 1000
+    assert json.loads(b"".join(description.streaming_content))["class_names"] == ["altar", "apse", "vault"]
+    assert other.status_code == 404
+
+
+def test_cancelled_checkpoint_download_staff_only(anonymous_client, staff_client, make_job, tmp_path):
+    from ml.testing import make_tiny_checkpoint
+
+    job = make_job(Status.RUNNING)
+    model_dir = make_tiny_checkpoint(tmp_path / "best", class_names=["altar", "apse", "vault"])
+    services.training_job_mark_cancelled(claim=job.claim, model_dir=model_dir, best_epoch=1)
+    url = f"/training/jobs/{job.pk}/model/model.safetensors"
+
+    assert anonymous_client.get(url).status_code == 404
+    assert staff_client.get(url).status_code == 200
+
+
+def test_compare_page_marks_cells_beating_paper(anonymous_client, succeeded_job):
+    page = anonymous_client.get(f"/training/compare/?ids={succeeded_job.pk}").content.decode()
+
+    assert "Best public fine-tune: HRNet-W64" in page
+    assert '<td class="beats-paper">1.000</td>' in page
+    assert 'id="compare-chart"' in page
+
+
+def test_compare_json_feeds_chart(anonymous_client, succeeded_job):
+    body = anonymous_client.get(f"/training/compare.json?ids={succeeded_job.pk}").json()
+
+    assert len(body["rows"]) == 3
+    assert anonymous_client.get("/training/compare.json?ids=abc").status_code == 400
+
+
+@pytest.mark.parametrize("action", ["cancel", "promote"])
+@pytest.mark.parametrize("persona", ["anonymous_client", "user_client"])
+def test_html_actions_need_staff(request, persona, action, succeeded_job, make_job):
+    client = request.getfixturevalue(persona)
+    running = make_job(Status.RUNNING)
+
+    for job in (running, succeeded_job):
+        response = client.post(f"/training/jobs/{job.pk}/{action}/")
+        assert response.status_code == 302
+        assert "/login/" in response["Location"]
+
+    running.refresh_from_db()
+    assert not running.cancel_requested
+    assert not ModelVersion.objects.filter(training_jobs=succeeded_job).exists()
+
+
+def test_html_cancel_and_promote_by_staff(staff_client, succeeded_job, make_job):
+    running = make_job(Status.RUNNING)
+
+    staff_client.post(f"/training/jobs/{running.pk}/cancel/")
+    staff_client.post(f"/training/jobs/{succeeded_job.pk}/promote/")
+    refused = staff_client.post(f"/training/jobs/{succeeded_job.pk}/cancel/", follow=True)
+
+    running.refresh_from_db()
+    assert running.cancel_requested
+    assert ModelVersion.objects.get(is_active=True).training_jobs.get() == succeeded_job
+    assert "only queued or running jobs can be cancelled" in refused.content.decode()
+
+
+# Admin
+
+
+def test_admin_launches_job_after_commit(staff_client, dataset, monkeypatch, django_capture_on_commit_callbacks):
+    sent = []
+    monkeypatch.setattr(services, "training_job_enqueue", sent.append)
+    form = staff_client.get("/admin/training_jobs/trainingjob/add/").content.decode()
+    assert 'value="efficientnet_lite2" selected' in form
+    assert "<h1>New training job</h1>" in form
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            "/admin/training_jobs/trainingjob/add/",
+            {
+                "dataset": dataset.pk,
+                "backbone": "efficientnet_lite0",
+                "mode": "linear-probe",
+                "epochs": 2,
+                "batch_size": 8,
+                "learning_rate": 0.01,
+                "image_size": 64,
+                "seed": 3,
+            },
+        )
+
+    job = TrainingJob.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/training/jobs/{job.pk}/"
+    assert (job.backbone, job.mode, job.epochs, job.created_by.username) == ("efficientnet_lite0", "linear-probe", 2, "staff")
+    assert sent == [job.pk]
+
+
+def test_admin_form_names_invalid_field(staff_client, dataset, monkeypatch):
+    monkeypatch.setattr(services, "training_job_enqueue", lambda job_id: pytest.fail("nothing may be sent"))
+
+    response = staff_client.post(
+        "/admin/training_jobs/trainingjob/add/",
+        {
+            "dataset": dataset.pk,
+            "backbone": "__other__",
+            "other_backbone": "resnet50",
+            "mode": "finetune",
+            "epochs": 1,
+            "batch_size": 8,
+            "learning_rate": 0.01,
+            "image_size": 64,
+            "seed": 0,
+        },
+    )
+
+    assert response.status_code == 200
+    assert "has no installed pretrained weights" in response.content.decode()
+    assert not TrainingJob.objects.exists()
+
+
+def test_admin_add_refused_for_non_staff(user_client, dataset):
+    response = user_client.post("/admin/training_jobs/trainingjob/add/", {"dataset": dataset.pk})
+
+    assert response.status_code == 302
+    assert not TrainingJob.objects.exists()
+
+
+def test_admin_cancel_action(staff_client, make_job, succeeded_job):
+    queued = make_job()
+
+    staff_client.post(
+        "/admin/training_jobs/trainingjob/",
+        {"action": "cancel_jobs", "_selected_action": [queued.pk, succeeded_job.pk]},
+    )
+
+    queued.refresh_from_db()
+    succeeded_job.refresh_from_db()
+    assert queued.status == Status.CANCELLED
+    assert succeeded_job.status == Status.SUCCEEDED
+
+
+def test_admin_registers_dataset(staff_client, db, tmp_path):
+    from training_jobs.tests.conftest import make_dataset_folder
+
+    folder = make_dataset_folder(tmp_path / "ahe-mini")
+
+    response = staff_client.post("/admin/training_jobs/dataset/add/", {"name": "", "path": str(folder)})
+
+    assert response.status_code == 302
+    dataset = Dataset.objects.get()
+    assert dataset.name == "ahe-mini"
+    assert dataset.train_images == 9
+
+
+def test_admin_rejects_bad_dataset_folder(staff_client, db, tmp_path):
+    response = staff_client.post("/admin/training_jobs/dataset/add/", {"name": "x", "path": str(tmp_path / "nope")})
+
+    assert response.status_code == 200
+    assert "not found" in response.content.decode()
+    assert not Dataset.objects.exists()
