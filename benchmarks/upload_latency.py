@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import random
 import statistics
 import sys
@@ -72,7 +73,8 @@ def get_token(base_url: str, username: str, password: str) -> str:
 
 def default_credentials() -> tuple[str, str] | None:
     """Return the local staff account that `make run` printed, if it exists."""
-    credentials_file = REPO_ROOT / "var" / "local-admin.txt"
+    var_dir = Path(os.environ.get("HERITAGE_VAR_DIR", REPO_ROOT / "var"))
+    credentials_file = var_dir / "local-admin.txt"
     if not credentials_file.is_file():
         return None
     username, _, password = credentials_file.read_text().strip().partition(" ")

@@ -6,7 +6,7 @@ import time
 
 from django.conf import settings
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -87,11 +87,6 @@ class ImageOutput(serializers.Serializer):
 
     def get_thumbnail_url(self, upload: Upload) -> str:
         return self._absolute(reverse("classifier:thumbnail-file", args=[upload.pk]))
-
-
-class RejectedFileOutput(serializers.Serializer):
-    file = serializers.CharField()
-    error = inline_serializer("UploadError", {"code": serializers.CharField(), "message": serializers.CharField()})
 
 
 class UploadResultsOutput(serializers.Serializer):

@@ -9,6 +9,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+import torch
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -50,6 +51,8 @@ def get_predictor() -> _LoadedModel:
         return _loaded
 
     version = ModelVersion.objects.get(pk=active_id)
+    if settings.INFERENCE_TORCH_THREADS:
+        torch.set_num_threads(settings.INFERENCE_TORCH_THREADS)
     started = time.monotonic()
     model_dir = services.model_version_dir(version)
     predictor = Predictor(model_dir, device=settings.INFERENCE_DEVICE)

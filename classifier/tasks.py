@@ -1,7 +1,7 @@
 """Celery tasks of the ``inference`` queue.
 
 Tasks take ids and call services. This module must stay importable without
-torch, because the web process imports it to send tasks; the model code is
+torch, because the web process imports it to send tasks. The model code is
 imported inside the task bodies, which run only in workers.
 """
 

@@ -216,6 +216,9 @@ if INFERENCE_CLAIM_TIMEOUT <= INFERENCE_TASK_TIME_LIMIT:
     raise ImproperlyConfigured("INFERENCE_CLAIM_TIMEOUT must be longer than INFERENCE_TASK_TIME_LIMIT.")
 INFERENCE_BATCH_SIZE = env_int("INFERENCE_BATCH_SIZE", 16, minimum=1)
 INFERENCE_DEVICE = env_str("INFERENCE_DEVICE", "auto")
+# CPU threads per inference process; 0 keeps torch's default (one per core).
+# Fewer threads avoid oversubscription when other processes share the cores.
+INFERENCE_TORCH_THREADS = env_int("INFERENCE_TORCH_THREADS", 0, minimum=0)
 # Seconds between sweeps that queue predictions left pending (broker down at
 # upload time, worker lost mid-task).
 INFERENCE_SWEEP_INTERVAL = env_float("INFERENCE_SWEEP_INTERVAL", 30.0, minimum=1.0)

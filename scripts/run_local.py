@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The same folder as settings.VAR_DIR: database, broker, media, beat schedule.
+VAR_DIR = Path(os.environ.get("HERITAGE_VAR_DIR", REPO_ROOT / "var"))
 STOP_TIMEOUT_SECONDS = 20
 
 
@@ -44,7 +46,7 @@ def _processes(host: str, port: int) -> dict[str, list[str]]:
             # Embedded beat runs the sweep that queues predictions left pending.
             "--beat",
             "--schedule",
-            str(REPO_ROOT / "var" / "celerybeat-schedule"),
+            str(VAR_DIR / "celerybeat-schedule"),
         ],
         "training worker": [*celery, "-Q", "training", "-n", "training@%h", "--pool", "solo"],
     }
@@ -85,7 +87,7 @@ def main() -> int:
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "8000"))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "heritage_site.settings")
-    (REPO_ROOT / "var").mkdir(exist_ok=True)
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
 
     _manage("migrate", "--noinput", "-v", "0")
     site_summary = _manage("prepare_site")

@@ -163,7 +163,7 @@ def _wait_http(url: str, timeout: float, process: subprocess.Popen, log: Path) -
                 return
         except OSError:
             time.sleep(0.3)
-    raise AssertionError(f"{url} not answering after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+    raise AssertionError(f"{url} not responding after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 def _multipart(field: str, name: str, data: bytes) -> tuple[bytes, str]:
@@ -272,3 +272,28 @@ def test_migrations_match_models():
 
     # Exits with status 1 (SystemExit) when a model change has no migration.
     call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+def test_dockerfile_pins_torch_and_runs_gunicorn():
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    instructions = [line.split()[0] for line in dockerfile.splitlines() if line and not line.startswith((" ", "#"))]
+
+    assert instructions[0] == "FROM"
+    assert "pip install torch==2.14.1 torchvision==0.29.1" in dockerfile
+    assert "collectstatic" in dockerfile
+    assert "HEALTHCHECK" in instructions
+    assert "USER" in instructions
+    assert '"gunicorn", "heritage_site.wsgi"' in dockerfile
+
+
+def test_openapi_schema_valid_without_warnings(tmp_path):
+    from django.core.management import call_command
+
+    schema_file = tmp_path / "schema.yaml"
+
+    # Exits with status 1 (SystemExit) on a warning or an invalid schema.
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(schema_file))
+
+    paths = yaml.safe_load(schema_file.read_text())["paths"]
+    assert "/api/v1/images/" in paths
+    assert "/api/v1/auth/token/" in paths

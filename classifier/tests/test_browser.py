@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 from django.core.cache import cache
+from django.db import connections
 
 from conftest import make_image_bytes, require_service
 
@@ -28,7 +29,8 @@ DROP_FILE_SCRIPT = """
 
 
 @pytest.fixture
-def browser(monkeypatch):
+def browser(live_server, monkeypatch):
+    """Chromium, closed before the live server stops so that no request is left running."""
     require_service(shutil.which(CHROMIUM) is not None or os.path.exists(CHROMIUM), f"Chromium not found at {CHROMIUM}")
     # Playwright's sync API runs an event loop in this thread; the ORM calls
     # the test makes afterwards are still synchronous.
@@ -40,9 +42,12 @@ def browser(monkeypatch):
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield launched
         launched.close()
+        # Playwright runs this code in a greenlet, where Django keeps separate
+        # connections; an open one would block dropping the test database.
+        connections.close_all()
 
 
-def test_upload_two_photos_and_browse(browser, live_server, start_worker, active_model, tmp_path):
+def test_upload_two_photos_and_browse(live_server, start_worker, active_model, browser, tmp_path):
     start_worker()
     picked = tmp_path / "Facade.JPG"
     picked.write_bytes(make_image_bytes("JPEG", (120, 90)))
@@ -76,10 +81,10 @@ def test_upload_two_photos_and_browse(browser, live_server, start_worker, active
     page.wait_for_selector("h1:has-text('Photo')")
     assert page.locator(".probabilities li").count() == len(active_model.class_names)
     assert active_model.version in page.content()
-    assert page.locator(".detail-figure img").evaluate("img => img.naturalWidth") > 0
+    page.wait_for_function("() => document.querySelector('.detail-figure img').naturalWidth > 0", timeout=15_000)
 
 
-def test_upload_form_works_without_javascript(browser, live_server, active_model, tmp_path):
+def test_upload_form_works_without_javascript(live_server, active_model, browser, tmp_path):
     photo = tmp_path / "nojs.png"
     photo.write_bytes(make_image_bytes("PNG", (90, 70)))
     context = browser.new_context(java_script_enabled=False)
@@ -91,4 +96,6 @@ def test_upload_form_works_without_javascript(browser, live_server, active_model
 
     page.wait_for_url("**/uploads/results/**")
     assert "nojs.png" in page.content()
+    # The results page reloads itself while the prediction is pending.
+    page.goto("about:blank")
     context.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import time
 from datetime import timedelta
@@ -97,3 +98,39 @@ def test_upload_while_broker_down_predicted_later(start_worker, active_model, re
     worker.start()
 
     wait_for(lambda: _status(upload.pk) == "done", 60, f"prediction queued by the sweep\n{worker.log()}")
+
+
+def test_worker_killed_mid_batch_recovered_after_restart(start_worker, tmp_path):
+    from ml.testing import make_tiny_checkpoint
+
+    # A full-size backbone makes one batch of 16 take over a second on a CPU,
+    # long enough to kill the worker while it holds the claims.
+    slow_model = make_tiny_checkpoint(tmp_path / "slow", backbone="efficientnet_lite2", image_size=260)
+    services.model_version_activate(services.model_version_register(model_dir=slow_model, version="slow"))
+    worker = start_worker()
+    worker.stop()
+    uploads = [
+        services.upload_create(name=f"{i}.jpg", data=make_image_bytes("JPEG", (300 + i, 200))) for i in range(16)
+    ]
+    prediction_ids = [upload.latest_prediction_id for upload in uploads]
+
+    worker.start()
+    wait_for(
+        lambda: Prediction.objects.filter(pk__in=prediction_ids).exclude(claim_token="").exists(),
+        60,
+        f"claim of the batch\n{worker.log()}",
+    )
+    worker.stop(signal.SIGKILL)
+
+    stranded = Prediction.objects.filter(pk__in=prediction_ids, status=Prediction.Status.PENDING)
+    assert stranded.exclude(claim_token="").exists()
+
+    worker.start()
+    wait_for(
+        lambda: not Prediction.objects.filter(pk__in=prediction_ids, status=Prediction.Status.PENDING).exists(),
+        120,
+        f"predictions after the restart\n{worker.log()}",
+    )
+    done = Prediction.objects.filter(pk__in=prediction_ids, status=Prediction.Status.DONE)
+    assert done.count() == 16
+    assert done.filter(attempts__gte=2).exists()

@@ -11,7 +11,7 @@ from django.utils import timezone
 from PIL import Image
 
 from classifier import services
-from classifier.imaging import ImageRejected
+from classifier.imaging import EXTENSIONS, ImageRejected
 from classifier.models import ModelVersion, Prediction, StoredImage, Upload
 from conftest import make_image_bytes
 
@@ -253,3 +253,22 @@ def test_queue_pending_sends_each_once_per_timeout(settings):
     assert services.predictions_queue_pending() == 2
     assert services.predictions_queue_pending() == 0
     assert _queued_messages(settings) - before == 2
+
+
+@pytest.mark.parametrize("case", ["heic", "gif_animated", "png_16bit", "jpeg_cmyk", "webp_lossless_alpha", "tiff"])
+def test_upload_create_makes_jpeg_copies_of_any_format(case):
+    from classifier.tests.test_imaging import ACCEPTED
+
+    make, expected_format = ACCEPTED[case]
+
+    upload = services.upload_create(name=f"{case}.BIN", data=make())
+
+    stored = upload.stored_image
+    assert stored.format == expected_format
+    assert stored.original.name.endswith(f".{EXTENSIONS[expected_format]}")
+    for name in (stored.display.name, stored.thumbnail.name):
+        with default_storage.open(name) as copy:
+            image = Image.open(copy)
+            assert image.format == "JPEG"
+            assert image.mode == "RGB"
+            assert image.size == (40, 30)

@@ -55,7 +55,8 @@ def test_upload_page_has_form_and_script(client):
     assert response.status_code == 200
     html = response.content.decode()
     assert 'enctype="multipart/form-data"' in html
-    assert 'type="file"' in html and "multiple" in html
+    assert 'type="file"' in html
+    assert "multiple" in html
     assert "js/upload.js" in html
     assert "cdn" not in html.lower()
 
@@ -72,7 +73,8 @@ def test_form_post_without_javascript_redirects_to_results(client):
     assert response.status_code == 200
     assert response.redirect_chain[0][0].startswith("/uploads/results/?ids=")
     html = response.content.decode()
-    assert "one.jpg" in html and "two.png" in html
+    assert "one.jpg" in html
+    assert "two.png" in html
     assert "“bad.jpg” is not an image" in html
     assert 'http-equiv="refresh"' in html
     assert Upload.objects.count() == 2
@@ -158,7 +160,8 @@ def test_public_copy_has_no_exif(client):
     display = b"".join(client.get(f"/images/{upload.pk}/display.jpg").streaming_content)
     thumbnail = b"".join(client.get(f"/images/{upload.pk}/thumbnail.jpg").streaming_content)
 
-    assert display.startswith(b"\xff\xd8") and thumbnail.startswith(b"\xff\xd8")
+    assert display.startswith(b"\xff\xd8")
+    assert thumbnail.startswith(b"\xff\xd8")
     assert b"SERIAL-55555" not in display
     assert b"SERIAL-55555" not in thumbnail
 

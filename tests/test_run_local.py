@@ -1,0 +1,101 @@
+"""`make run`'s script on its embedded defaults: SQLite, the filesystem broker, both workers, clean Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from conftest import REPO_ROOT, make_image_bytes
+from tests.test_deployment import _multipart
+
+pytestmark = pytest.mark.e2e
+
+# Variables that would point the site away from its embedded defaults: the
+# services CI sets, and the folders the test settings set for this process.
+SERVICE_VARIABLES = {
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "CACHE_URL",
+    "DJANGO_SETTINGS_MODULE",
+    "DJANGO_ENV",
+    "HERITAGE_TEST_ROOT",
+    "MEDIA_ROOT",
+    "CELERY_BROKER_DIR",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _read_until(process: subprocess.Popen, marker: str, timeout: float, seen: list[str]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        seen.append(line)
+        if marker in line:
+            return
+    raise AssertionError(f"{marker!r} not printed within {timeout:.0f} s:\n{''.join(seen[-40:])}")
+
+
+def test_run_local_serves_predicts_and_stops(tmp_path, tiny_model_dir):
+    port = _free_port()
+    env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
+    env.update(
+        {
+            "PORT": str(port),
+            "HERITAGE_VAR_DIR": str(tmp_path / "var"),
+            "DEFAULT_MODEL_DIR": str(tiny_model_dir),
+            "DJANGO_SUPERUSER_USERNAME": "curator",
+            "DJANGO_SUPERUSER_PASSWORD": "curator-password-123",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    process = subprocess.Popen(
+        [sys.executable, "scripts/run_local.py"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    seen: list[str] = []
+    try:
+        _read_until(process, "Heritage Lens is running at", 120, seen)
+        assert any("Staff login: curator" in line for line in seen)
+
+        body, content_type = _multipart("file", "portal.jpg", make_image_bytes("JPEG", (90, 60)))
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/images/?wait=30",
+            data=body,
+            headers={"Content-Type": content_type},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            result = json.loads(response.read())["results"][0]
+
+        assert result["status"] == "done"
+        assert (tmp_path / "var" / "db.sqlite3").is_file()
+        assert (tmp_path / "var" / "broker" / "queue").is_dir()
+        assert (tmp_path / "var" / "media" / "originals").is_dir()
+    finally:
+        # Ctrl-C in a terminal sends SIGINT to the foreground process group,
+        # which here holds the script alone; the script stops its children.
+        os.killpg(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+
+    assert process.returncode == 0, output[-3000:]
+    assert "Stopped." in output
