@@ -36,6 +36,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to a temporary file beside `path`, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # mkstemp creates the file readable by its owner only; a model folder is
+    # read by other users too, such as a web server or a worker container.
+    os.chmod(temporary, 0o644)
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
@@ -65,6 +68,7 @@ def save_checkpoint(model: nn.Module, description: dict, out_dir: str | Path) ->
     handle, temporary = tempfile.mkstemp(dir=out_dir, prefix=f".{WEIGHTS_NAME}.", suffix=".tmp")
     os.close(handle)
     try:
+        os.chmod(temporary, 0o644)
         save_file(state, temporary, metadata={"backbone": description["backbone"]})
         digest = sha256_of(Path(temporary))
         os.replace(temporary, weights_path)
