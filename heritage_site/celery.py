@@ -18,6 +18,9 @@ app = Celery("heritage_site")
 
 def _broker_transport_options() -> dict:
     if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        from heritage_site.filesystem_broker import install
+
+        install()
         # kombu's filesystem transport needs its folders to exist. It polls,
         # so a short interval keeps the upload-to-prediction delay low.
         queue_dir = settings.BROKER_DIR / "queue"

@@ -76,6 +76,10 @@ def test_run_local_serves_predicts_and_stops(tmp_path, tiny_model_dir):
     try:
         _read_until(process, "Heritage Lens is running at", 120, seen)
         assert any("Staff login: curator" in line for line in seen)
+        # An empty message file, as a half-written message looks to a polling
+        # worker, must be dropped without stopping the inference worker.
+        queue_dir = tmp_path / "var" / "broker" / "queue"
+        (queue_dir / "0_00000000-0000-0000-0000-000000000000.inference.msg").write_bytes(b"")
 
         body, content_type = _multipart("file", "portal.jpg", make_image_bytes("JPEG", (90, 60)))
         request = urllib.request.Request(
