@@ -23,6 +23,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # One file per test session, so that two sessions running at once do
     # not delete each other's database.
     DATABASES["default"]["TEST"] = {"NAME": str(_TEST_ROOT / "test-db.sqlite3")}
+    if "DATABASE_URL" not in os.environ:
+        # A subprocess that sets up Django outside pytest opens this name,
+        # and var/ does not exist in a fresh clone.
+        DATABASES["default"]["NAME"] = str(_TEST_ROOT / "db.sqlite3")
 
 # Tests send tasks to a filesystem broker in the temporary folder, even when
 # CELERY_BROKER_URL points at a real Redis (as in CI). The end-to-end
