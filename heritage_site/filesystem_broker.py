@@ -7,10 +7,10 @@ file, fails to decode it, and Celery stops the worker with an unrecoverable
 error. `make run` uses this transport, so one unlucky poll under CPU load
 took the local site down.
 
-`install()` replaces the channel's put and get: a message is written to a
-hidden temporary name and renamed into place, so it appears whole, and a
-file that still does not decode is logged and dropped instead of stopping
-the worker. Production uses Redis and never loads this transport.
+`install()` replaces the channel's put and get. A message is written to a
+hidden temporary name and renamed into place, so it appears whole. A file
+that still does not decode is logged and dropped instead of stopping the
+worker. Production uses Redis and never loads this transport.
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ def _put(self, queue, payload, **kwargs):
 
 
 def _get(self, queue):
-    wanted = f"{queue}.msg"
+    queue_suffix = f"{queue}.msg"
     for filename in sorted(os.listdir(self.data_folder_in)):
-        if filename.startswith(_HIDDEN_PREFIX) or filename.partition(".")[2] != wanted:
+        if filename.startswith(_HIDDEN_PREFIX) or filename.partition(".")[2] != queue_suffix:
             continue
 
         # Renaming claims the file: only one consumer's rename can succeed.

@@ -36,7 +36,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to a temporary file beside `path`, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    # mkstemp creates the file readable by its owner only; a model folder is
+    # mkstemp creates the file readable by its owner only. A model folder is
     # read by other users too, such as a web server or a worker container.
     os.chmod(temporary, 0o644)
     try:

@@ -30,7 +30,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to zero
     label_smoothing: float = 0.1
     image_size: int = 128  # network input side in pixels
-    # Test photos are 64 px while train photos are 128 px. Training sees a
+    # Test photos are 64 px while train photos are 128 px. Training gets a
     # random share of images reduced to low_res_range and scaled back up, and
     # evaluation reduces every image to source_size first, so both sides meet
     # the same blur.

@@ -181,11 +181,10 @@ def load_images(
     return images, labels, bad
 
 
-def check_classes_have_images(split: SplitData, split_name: str) -> None:
-    counts = defaultdict(int)
-    for sample in split.samples:
-        counts[sample.label] += 1
-    empty = [name for label, name in enumerate(split.class_names) if counts[label] == 0]
+def check_classes_have_images(class_names: list[str], labels: list[int], split_name: str) -> None:
+    """Raise DatasetError naming every class without a single image in `labels`."""
+    present = set(labels)
+    empty = [name for label, name in enumerate(class_names) if label not in present]
     if empty:
         raise DatasetError(f"class with no images in {split_name}/: {', '.join(empty)}")
 

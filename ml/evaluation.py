@@ -17,35 +17,6 @@ from ml.transforms import EvalTransform, ImageListDataset
 
 logger = logging.getLogger(__name__)
 
-# Per-class test F1 of the fully trained ResNet in Llamas et al., "Classification
-# of Architectural Heritage Images Using Deep Learning Techniques", Applied
-# Sciences 7(10):992, 2017, in dataset folder order.
-PAPER_F1 = {
-    "altar": 0.906,
-    "apse": 0.874,
-    "bell_tower": 0.903,
-    "column": 0.953,
-    "dome(inner)": 0.967,
-    "dome(outer)": 0.937,
-    "flying_buttress": 0.805,
-    "gargoyle": 0.923,
-    "stained_glass": 0.990,
-    "vault": 0.925,
-}
-# Best public fine-tune found on the same test set: ImageNet HRNet-W64.
-HRNET_W64_F1 = {
-    "altar": 0.937,
-    "apse": 0.909,
-    "bell_tower": 0.944,
-    "column": 0.946,
-    "dome(inner)": 0.949,
-    "dome(outer)": 0.936,
-    "flying_buttress": 0.940,
-    "gargoyle": 0.979,
-    "stained_glass": 0.966,
-    "vault": 0.936,
-}
-
 
 @torch.inference_mode()
 def predict_probabilities(
@@ -79,7 +50,7 @@ def evaluate(
 ) -> dict:
     """Score a saved model on one split of a dataset.
 
-    `exclude` holds paths relative to `data_dir` to leave out, for example
+    `exclude` contains paths relative to `data_dir` to leave out, for example
     test images with a near-duplicate in train. Returns the metrics of
     `ml.metrics.classification_report` plus `samples`, one entry per image
     with its true and predicted class.
@@ -98,7 +69,8 @@ def evaluate(
     ]
     max_bad = max(20, len(samples) // 100)
     images, labels, bad = load_images(samples, max_bad=max_bad, max_side=max(description["image_size"], 256))
-    readable = [sample for sample in samples if sample.path not in set(bad)]
+    bad_paths = set(bad)
+    readable = [sample for sample in samples if sample.path not in bad_paths]
 
     dataset = ImageListDataset(images, labels, EvalTransform.from_description(description))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)

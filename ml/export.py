@@ -1,7 +1,7 @@
 """Export a smaller copy of a model for inference and compare it with the original.
 
 int8 stores every convolution and linear weight as 8-bit integers with one
-float scale per output channel (symmetric, weight-only); activations stay
+float scale per output channel (symmetric, weight-only). Activations stay
 float32, so the model runs with the same code after dequantisation at load
 time. float16 halves every float tensor. Both load with `load_checkpoint`.
 """

@@ -164,7 +164,7 @@ def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
     if isinstance(loaded, dict) and "state_dict" in loaded:
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict):
-        raise ModelLoadError(f"weights file {path} holds no state dict")
+        raise ModelLoadError(f"weights file {path} contains no state dict: save model.state_dict()")
     return loaded
 
 

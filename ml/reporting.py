@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from ml.checkpoints import read_description
-from ml.evaluation import HRNET_W64_F1, PAPER_F1, evaluate, read_near_duplicates
+from ml.evaluation import evaluate, read_near_duplicates
 from ml.metrics import classification_report
+from ml.reference import HRNET_W64_F1, PAPER_F1
 
 
 def evaluation_summary(model_dir, data_dir, split="test", tta=True, device="auto") -> dict:
     """Evaluate a model and add the published per-class F1 beside its own.
 
     When the dataset ships near_duplicates_train_test.tsv, the summary also
-    holds the scores without those test images, which a model may have seen
+    contains the scores without those test images, which a model may have seen
     in another size during training.
     """
     description = read_description(model_dir)

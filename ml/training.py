@@ -71,7 +71,7 @@ def prepare_data(config: TrainConfig, mean, std) -> PreparedData:
     if not root.is_dir():
         raise DatasetError(f"dataset folder not found: {root}")
     listed = list_split(root, "train")
-    check_classes_have_images(listed, "train")
+    check_classes_have_images(listed.class_names, [sample.label for sample in listed.samples], "train")
     unique = deduplicate(listed)
     train_samples, val_samples = stratified_split(unique.samples, config.val_fraction, config.seed)
 
@@ -82,7 +82,7 @@ def prepare_data(config: TrainConfig, mean, std) -> PreparedData:
     val_images, val_labels, bad_val = load_images(
         val_samples, config.max_bad_images - len(bad_train), max_side
     )
-    check_classes_have_images(_labels_as_split(listed.class_names, train_labels), "train (after the validation split)")
+    check_classes_have_images(listed.class_names, train_labels, "train (after the validation split)")
 
     stats = {
         "train_files": len(listed.samples),
@@ -101,12 +101,6 @@ def prepare_data(config: TrainConfig, mean, std) -> PreparedData:
         fingerprint=fingerprint(unique.digests, root),
         stats=stats,
     )
-
-
-def _labels_as_split(class_names, labels):
-    from ml.data import Sample, SplitData
-
-    return SplitData(class_names, [Sample(Path("."), label) for label in labels])
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int):
@@ -208,7 +202,7 @@ def fit(
     on_progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
 ) -> FitResult:
-    """Train a classifier as `config` says and save the best epoch to config.out_dir.
+    """Train a classifier as `config` sets out and save the best epoch to config.out_dir.
 
     `on_progress` receives a dict after every batch ("phase": "train") and
     after every epoch ("phase": "epoch_end" with "metrics"). `should_stop`

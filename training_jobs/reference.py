@@ -4,18 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-AHE_CLASSES = (
-    "altar",
-    "apse",
-    "bell_tower",
-    "column",
-    "dome(inner)",
-    "dome(outer)",
-    "flying_buttress",
-    "gargoyle",
-    "stained_glass",
-    "vault",
-)
+from ml.reference import HRNET_W64_F1, PAPER_F1
 
 
 @dataclass(frozen=True)
@@ -37,7 +26,7 @@ PAPER_RESNET = ReferenceResult(
         "Llamas et al., Classification of Architectural Heritage Images Using Deep Learning "
         "Techniques, Applied Sciences 7(10):992, 2017"
     ),
-    f1=dict(zip(AHE_CLASSES, (0.906, 0.874, 0.903, 0.953, 0.967, 0.937, 0.805, 0.923, 0.990, 0.925))),
+    f1=PAPER_F1,
 )
 
 HRNET_W64 = ReferenceResult(
@@ -46,7 +35,7 @@ HRNET_W64 = ReferenceResult(
     # NOTE: the publication behind these numbers is not recorded in this
     # repository; add it here when known.
     source="Best public fine-tune on the AHE test set",
-    f1=dict(zip(AHE_CLASSES, (0.937, 0.909, 0.944, 0.946, 0.949, 0.936, 0.940, 0.979, 0.966, 0.936))),
+    f1=HRNET_W64_F1,
 )
 
 REFERENCES = (PAPER_RESNET, HRNET_W64)

@@ -76,9 +76,11 @@ def test_open_image_applies_exif_rotation():
 
     assert upright.size == (20, 40)
     red, _, blue = upright.getpixel((10, 5))
-    assert red > 200 and blue < 60
+    assert red > 200
+    assert blue < 60
     red, _, blue = upright.getpixel((10, 35))
-    assert blue > 200 and red < 60
+    assert blue > 200
+    assert red < 60
 
 
 def test_predictor_output_follows_exif_rotation(predictor):
@@ -137,7 +139,8 @@ def test_open_image_takes_first_frame_of_animation():
     image = open_image(buffer.getvalue())
 
     red, green, _ = image.getpixel((8, 8))
-    assert red > 200 and green < 60
+    assert red > 200
+    assert green < 60
 
 
 def test_predictor_without_model_dir_uses_default(monkeypatch, tiny_model):
