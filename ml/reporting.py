@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ml.checkpoints import read_description
 from ml.evaluation import evaluate, read_near_duplicates
 from ml.metrics import classification_report
@@ -68,8 +66,10 @@ def format_evaluation(summary: dict) -> str:
     """Render the summary as plain-text tables for a terminal."""
     names = summary["class_names"]
     lines = [
-        f"model {summary['model_version']} ({summary['backbone']}) on {summary['split']}/ "
-        f"of {summary['data']}: {summary['n']} images, TTA {'on' if summary['tta'] else 'off'}",
+        (
+            f"model {summary['model_version']} ({summary['backbone']}) on {summary['split']}/ "
+            f"of {summary['data']}: {summary['n']} images, TTA {'on' if summary['tta'] else 'off'}"
+        ),
         f"accuracy {summary['accuracy']:.4f}   macro-F1 {summary['macro_f1']:.4f}",
     ]
     without = summary.get("without_near_duplicates")
@@ -100,8 +100,10 @@ def format_evaluation(summary: dict) -> str:
 def markdown_evaluation(summary: dict) -> str:
     """Render the summary as Markdown, for the results page."""
     lines = [
-        f"Model `{summary['model_version']}` ({summary['backbone']}), "
-        f"`{summary['split']}/` split, {summary['n']} images, mirror TTA {'on' if summary['tta'] else 'off'}.",
+        (
+            f"Model `{summary['model_version']}` ({summary['backbone']}), "
+            f"`{summary['split']}/` split, {summary['n']} images, mirror TTA {'on' if summary['tta'] else 'off'}."
+        ),
         "",
         f"- Accuracy: **{summary['accuracy']:.4f}**",
         f"- Macro-F1: **{summary['macro_f1']:.4f}**",
