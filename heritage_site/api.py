@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -23,6 +25,12 @@ def exception_handler(exc, context):
     Validation errors also carry ``fields`` with the per-field messages, so
     clients can point at the input that failed.
     """
+    # DRF answers Django's own 404 and 403 too, but as plain exceptions with
+    # no code; turn them into their API forms so they read like the others.
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(*exc.args)
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied(*exc.args)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -117,7 +117,9 @@ def test_detail_of_succeeded_job_has_metrics(anonymous_client, succeeded_job):
 def test_detail_hides_unfinished_jobs_from_public(anonymous_client, user_client, staff_client, make_job):
     job = make_job()
 
-    assert anonymous_client.get(f"/api/v1/training-jobs/{job.pk}/").status_code == 404
+    hidden = anonymous_client.get(f"/api/v1/training-jobs/{job.pk}/")
+    assert hidden.status_code == 404
+    assert hidden.json() == {"error": {"code": "not_found", "message": f"Training job {job.pk} not found."}}
     assert user_client.get(f"/api/v1/training-jobs/{job.pk}/").status_code == 404
     staff_view = staff_client.get(f"/api/v1/training-jobs/{job.pk}/").json()
     assert staff_view["status"] == "queued"
