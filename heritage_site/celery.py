@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "heritage_site.settings")
@@ -75,3 +76,24 @@ app.conf.update(
     beat_schedule_filename=str(settings.VAR_DIR / "celerybeat-schedule"),
 )
 app.autodiscover_tasks()
+
+
+# Set CELERY_LIVENESS_FILE to have a worker touch that file while it lives;
+# docker-compose.yml's training worker is checked this way.
+_liveness = None
+
+
+@worker_ready.connect
+def _start_liveness_file(**kwargs) -> None:
+    global _liveness
+    path = os.environ.get("CELERY_LIVENESS_FILE")
+    if path:
+        from heritage_site.liveness import LivenessFile
+
+        _liveness = LivenessFile(path).start()
+
+
+@worker_shutdown.connect
+def _stop_liveness_file(**kwargs) -> None:
+    if _liveness is not None:
+        _liveness.stop()
