@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, help=f"images per batch (default {defaults.batch_size})")
     train.add_argument("--lr", dest="learning_rate", type=float, help=f"peak learning rate (default {defaults.learning_rate})")
     train.add_argument("--image-size", type=int, help=f"input side in pixels (default {defaults.image_size})")
+    train.add_argument("--ema-decay", type=float, help=f"weight moving-average decay per batch (default {defaults.ema_decay})")
     train.add_argument("--patience", type=int, help=f"early-stopping patience in epochs (default {defaults.patience})")
     train.add_argument("--seed", type=int, help=f"random seed (default {defaults.seed})")
     train.add_argument("--workers", dest="num_workers", type=int, help=f"data-loading processes (default {defaults.num_workers})")

@@ -29,6 +29,9 @@ class TrainConfig:
     weight_decay: float = 0.05  # not applied to biases and normalisation weights
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to zero
     label_smoothing: float = 0.1
+    # Validate and save an exponential moving average of the weights, updated
+    # after every batch with this decay; None trains and saves the raw weights.
+    ema_decay: float | None = None
     image_size: int = 128  # network input side in pixels
     # Test photos are 64 px while train photos are 128 px. Training gets a
     # random share of images reduced to low_res_range and scaled back up, and
@@ -80,6 +83,8 @@ class TrainConfig:
         low, high = self.jpeg_quality_range
         if not 1 <= low <= high <= 100:
             raise ConfigError(f"jpeg_quality_range must be two qualities with 1 <= low <= high <= 100, got {self.jpeg_quality_range}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be between 0 and 1 or None, got {self.ema_decay}")
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"patience must be at least 1 or None, got {self.patience}")
         if self.num_workers < 0:

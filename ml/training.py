@@ -8,6 +8,7 @@ The test split is never read here.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -129,6 +130,32 @@ def build_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights and batch-norm statistics.
+
+    The decay ramps up over the first updates, min(decay, (1 + n) / (10 + n)),
+    so the average does not hold on to the untrained head for long.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.updates = 0
+        self.model = copy.deepcopy(model).eval()
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        current = model.state_dict()
+        for name, average in self.model.state_dict().items():
+            if average.dtype.is_floating_point:
+                average.lerp_(current[name], 1 - decay)
+            else:
+                average.copy_(current[name])
+
+
 def freeze_backbone(model: nn.Module) -> None:
     """Leave only the classifier trainable, for the linear-probe mode."""
     classifier = model.get_classifier()
@@ -147,9 +174,12 @@ def set_train_mode(model: nn.Module, mode: str) -> None:
 
 
 def train_one_epoch(
-    model, loader, optimizer, scheduler, loss_fn, device, config, epoch, on_progress, should_stop
+    model, loader, optimizer, scheduler, loss_fn, device, config, epoch, on_progress, should_stop, average=None
 ) -> dict:
-    """Train for one pass over `loader`; return the mean loss and the time taken."""
+    """Train for one pass over `loader`; return the mean loss and the time taken.
+
+    `average`, a WeightAverage or None, is updated after every batch.
+    """
     set_train_mode(model, config.mode)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -167,6 +197,8 @@ def train_one_epoch(
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        if average is not None:
+            average.update(model)
 
         total_loss += loss.item() * len(targets)
         seen += len(targets)
@@ -239,6 +271,9 @@ def fit(
         pin_memory=device.type == "cuda",
     )
     optimizer, scheduler = build_optimizer(model, config, len(loader))
+    # With ema_decay, the moving average is what gets validated and saved.
+    average = WeightAverage(model, config.ema_decay) if config.ema_decay is not None else None
+    kept = average.model if average is not None else model
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     base_description = {
         "backbone": config.backbone,
@@ -260,9 +295,9 @@ def fit(
         for epoch in range(1, config.epochs + 1):
             epoch_started = time.perf_counter()
             trained = train_one_epoch(
-                model, loader, optimizer, scheduler, loss_fn, device, config, epoch, on_progress, should_stop
+                model, loader, optimizer, scheduler, loss_fn, device, config, epoch, on_progress, should_stop, average
             )
-            val = validate(model, data.val, device, config, data.class_names)
+            val = validate(kept, data.val, device, config, data.class_names)
             metrics = {
                 "epoch": epoch,
                 "train_loss": trained["train_loss"],
@@ -284,7 +319,7 @@ def fit(
                 result.best_epoch, result.val_metrics = epoch, val
                 description = {**base_description, "best_epoch": epoch, "history": result.history}
                 description["metrics"] = {"val": _summary(val)}
-                result.model_dir = save_checkpoint(model, description, config.out_dir)
+                result.model_dir = save_checkpoint(kept, description, config.out_dir)
             else:
                 epochs_without_gain += 1
             on_progress({"phase": "epoch_end", "epoch": epoch, "epochs": config.epochs, "metrics": metrics})

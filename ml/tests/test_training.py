@@ -5,7 +5,8 @@ from ml.checkpoints import read_description
 from ml.config import TrainConfig
 from ml.errors import ConfigError
 from ml.evaluation import evaluate
-from ml.training import fit
+from ml.checkpoints import load_checkpoint
+from ml.training import WeightAverage, fit
 
 
 def _config(data, out, **overrides):
@@ -114,6 +115,7 @@ def test_evaluate_returns_metrics_and_samples(tiny_dataset, tmp_path):
         ("image_size", 8, "image_size must be between"),
         ("learning_rate", 2.0, "learning_rate must be between"),
         ("device", "tpu", "device must be auto, cpu or cuda"),
+        ("ema_decay", 1.0, "ema_decay must be between 0 and 1"),
         ("weights_file", "/nonexistent/w.pth", "weights_file not found"),
     ],
 )
@@ -125,3 +127,32 @@ def test_config_validation_names_the_field(tmp_path, field, value, message):
 def test_config_from_dict_rejects_unknown_keys():
     with pytest.raises(ConfigError, match="unknown config keys: colour"):
         TrainConfig.from_dict({"data_dir": "d", "out_dir": "o", "colour": "red"})
+
+
+def test_weight_average_moves_towards_the_model_and_copies_counters():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    average = WeightAverage(model, decay=0.5)
+    start = model[0].weight.detach().clone()
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    model.train()(torch.randn(4, 3))  # one batch-norm update: num_batches_tracked becomes 1
+
+    average.update(model)
+
+    # First update: decay is min(0.5, 2 / 11), so the average moves 9/11 of the way.
+    assert torch.allclose(average.model[0].weight, start + 9 / 11)
+    assert average.model[1].num_batches_tracked.item() == 1
+    assert not average.model[0].weight.requires_grad
+
+
+def test_fit_with_ema_saves_the_averaged_weights(tiny_dataset, tmp_path):
+    raw = fit(_config(tiny_dataset, tmp_path / "raw", epochs=2))
+    averaged = fit(_config(tiny_dataset, tmp_path / "ema", epochs=2, ema_decay=0.9))
+
+    assert read_description(averaged.model_dir)["config"]["ema_decay"] == 0.9
+    # Same seed, same batches: only the saved weights differ.
+    assert averaged.history[0]["train_loss"] == pytest.approx(raw.history[0]["train_loss"], rel=1e-5)
+    raw_head = load_checkpoint(raw.model_dir)[0].get_classifier().weight
+    ema_head = load_checkpoint(averaged.model_dir)[0].get_classifier().weight
+    assert not torch.allclose(raw_head, ema_head)
