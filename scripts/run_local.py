@@ -1,5 +1,8 @@
 """Start the site, an inference worker (with the periodic sweep) and a training worker; Ctrl-C stops all.
 
+A process that exits on its own is started again, up to RESTART_LIMIT times
+within RESTART_WINDOW_SECONDS; after that the script stops everything.
+
 Run by `make run` with the virtual environment's Python. Settings come from
 the environment like everywhere else; with none set, it uses SQLite and
 kombu's filesystem broker under var/, so no server is needed.
@@ -19,6 +22,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # The same folder as settings.VAR_DIR: database, broker, media, beat schedule.
 VAR_DIR = Path(os.environ.get("HERITAGE_VAR_DIR", REPO_ROOT / "var"))
 STOP_TIMEOUT_SECONDS = 20
+RESTART_LIMIT = 5
+RESTART_WINDOW_SECONDS = 300
 
 
 def _manage(*args: str) -> str:
@@ -103,10 +108,12 @@ def main() -> int:
 
     # Each child gets its own session so that Ctrl-C reaches only this
     # supervisor, which then stops the children in order.
-    children = {
-        name: subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True)
-        for name, command in _processes(host, port).items()
-    }
+    commands = _processes(host, port)
+
+    def start(name: str) -> subprocess.Popen:
+        return subprocess.Popen(commands[name], cwd=REPO_ROOT, start_new_session=True)
+
+    children = {name: start(name) for name in commands}
     if not _wait_for_port(host, port, children):
         _stop(children)
         return 1
@@ -116,13 +123,30 @@ def main() -> int:
     print(site_summary.strip())
     print("Press Ctrl-C to stop the site and its workers.\n", flush=True)
 
+    # A restarted worker loses nothing: its unacknowledged task goes back to
+    # the queue, the sweep re-queues pending predictions, and a training job
+    # it was running is marked failed by the lost-job check.
     exit_code = 0
+    restarts: dict[str, list[float]] = {name: [] for name in commands}
     while not stopping:
         for name, child in children.items():
-            if child.poll() is not None:
-                print(f"{name} exited with status {child.returncode}; stopping everything", file=sys.stderr)
+            if stopping or child.poll() is None:
+                continue
+            now = time.monotonic()
+            restarts[name] = [moment for moment in restarts[name] if now - moment < RESTART_WINDOW_SECONDS]
+            if len(restarts[name]) >= RESTART_LIMIT:
+                print(
+                    f"{name} exited with status {child.returncode}, its {RESTART_LIMIT + 1}th exit within "
+                    f"{RESTART_WINDOW_SECONDS} s; stopping everything",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 exit_code = 1
                 stopping = True
+                continue
+            print(f"{name} exited with status {child.returncode}; restarting it", file=sys.stderr, flush=True)
+            restarts[name].append(now)
+            children[name] = start(name)
         time.sleep(0.5)
 
     print("Stopping…", flush=True)

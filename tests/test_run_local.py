@@ -1,4 +1,4 @@
-"""`make run`'s script on its embedded defaults: SQLite, the filesystem broker, both workers, clean Ctrl-C."""
+"""`make run`'s script on its embedded defaults: SQLite, the filesystem broker, both workers, restarts, clean Ctrl-C."""
 
 from __future__ import annotations
 
@@ -50,6 +50,13 @@ def _read_until(process: subprocess.Popen, marker: str, timeout: float, seen: li
     raise AssertionError(f"{marker!r} not printed within {timeout:.0f} s:\n{''.join(seen[-40:])}")
 
 
+def _training_worker_pids(supervisor_pid: int) -> set[int]:
+    listed = subprocess.run(
+        ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(supervisor_pid)], capture_output=True, text=True, check=False
+    ).stdout
+    return {int(line.split(None, 1)[0]) for line in listed.splitlines() if "-Q training" in line}
+
+
 def test_run_local_serves_predicts_and_stops(tmp_path, tiny_model_dir):
     port = _free_port()
     env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
@@ -92,6 +99,17 @@ def test_run_local_serves_predicts_and_stops(tmp_path, tiny_model_dir):
             result = json.loads(response.read())["results"][0]
 
         assert result["status"] == "done"
+
+        # A worker that dies is started again; the rest of the site stays up.
+        (killed,) = _training_worker_pids(process.pid)
+        os.kill(killed, signal.SIGKILL)
+        _read_until(process, "training worker exited with status -9; restarting it", 30, seen)
+        deadline = time.monotonic() + 30
+        while not _training_worker_pids(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _training_worker_pids(process.pid) - {killed}
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as response:
+            assert response.status == 200
         assert (tmp_path / "var" / "db.sqlite3").is_file()
         assert (tmp_path / "var" / "broker" / "queue").is_dir()
         assert (tmp_path / "var" / "media" / "originals").is_dir()
@@ -101,5 +119,8 @@ def test_run_local_serves_predicts_and_stops(tmp_path, tiny_model_dir):
         os.killpg(process.pid, signal.SIGINT)
         output, _ = process.communicate(timeout=60)
 
+    output = "".join(seen) + output
     assert process.returncode == 0, output[-3000:]
     assert "Stopped." in output
+    # The empty message file above must not have cost the inference worker its life.
+    assert "inference worker exited" not in output
