@@ -84,9 +84,17 @@ class EpochSerializer(serializers.Serializer):
     seconds = serializers.FloatField(allow_null=True)
 
 
+class AbsoluteURLField(serializers.CharField):
+    """A site path rendered as an absolute URL, as the image API's `url` is."""
+
+    def to_representation(self, value):
+        request = self.context.get("request")
+        return request.build_absolute_uri(value) if request is not None else value
+
+
 class JobSummarySerializer(serializers.Serializer):
     id = serializers.IntegerField()
-    url = serializers.CharField(help_text="The job's web page.")
+    url = AbsoluteURLField(help_text="The job's web page.")
     status = serializers.ChoiceField(choices=TrainingJob.Status.choices)
     phase = serializers.ChoiceField(choices=TrainingJob.Phase.choices)
     dataset = DatasetRefSerializer()
@@ -117,7 +125,7 @@ class JobDetailSerializer(JobSummarySerializer):
     best_epoch = serializers.IntegerField(allow_null=True)
     test_metrics = SplitMetricsSerializer(allow_null=True)
     val_metrics = SplitMetricsSerializer(allow_null=True)
-    downloads = serializers.DictField(child=serializers.CharField())
+    downloads = serializers.DictField(child=AbsoluteURLField())
     log_tail = serializers.CharField(required=False, help_text="Staff only.")
 
 
@@ -175,7 +183,7 @@ class TrainingJobListCreateApi(APIView):
     def get(self, request: Request) -> Response:
         jobs = selectors.training_job_list(include_unfinished=_is_staff(request))
         data = [presenters.job_summary(job) for job in jobs[:JOB_LIST_LIMIT]]
-        return Response(JobSummarySerializer(data, many=True).data)
+        return Response(JobSummarySerializer(data, many=True, context={"request": request}).data)
 
     @extend_schema(request=InputSerializer, responses={201: JobDetailSerializer}, tags=["training"])
     def post(self, request: Request) -> Response:
@@ -190,7 +198,7 @@ class TrainingJobListCreateApi(APIView):
             raise serializers.ValidationError({error.field: [str(error)]}) from error
 
         data = presenters.job_detail(job, include_log=True)
-        return Response(JobDetailSerializer(data).data, status=status.HTTP_201_CREATED)
+        return Response(JobDetailSerializer(data, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
 class TrainingJobDetailApi(APIView):
@@ -202,7 +210,7 @@ class TrainingJobDetailApi(APIView):
             job.refresh_from_db()
 
         data = presenters.job_detail(job, include_log=_is_staff(request))
-        return Response(JobDetailSerializer(data).data)
+        return Response(JobDetailSerializer(data, context={"request": request}).data)
 
 
 class TrainingJobCancelApi(APIView):
@@ -217,7 +225,7 @@ class TrainingJobCancelApi(APIView):
         except services.InvalidTransition as error:
             return error_response("invalid_transition", str(error), status.HTTP_409_CONFLICT)
 
-        return Response(JobDetailSerializer(presenters.job_detail(job, include_log=True)).data)
+        return Response(JobDetailSerializer(presenters.job_detail(job, include_log=True), context={"request": request}).data)
 
 
 class TrainingJobPromoteApi(APIView):
@@ -234,7 +242,7 @@ class TrainingJobPromoteApi(APIView):
         except services.TrainingJobError as error:
             return error_response("promotion_failed", str(error), status.HTTP_400_BAD_REQUEST)
 
-        return Response(JobDetailSerializer(presenters.job_detail(job, include_log=True)).data)
+        return Response(JobDetailSerializer(presenters.job_detail(job, include_log=True), context={"request": request}).data)
 
 
 class CompareCellSerializer(serializers.Serializer):

@@ -112,6 +112,9 @@ def test_detail_of_succeeded_job_has_metrics(anonymous_client, succeeded_job):
     assert body["test_metrics"]["confusion_matrix"][0] == [2, 1, 0]
     assert body["val_metrics"]["macro_f1"] == 0.45
     assert "log_tail" not in body
+    assert body["url"] == f"http://testserver/training/jobs/{succeeded_job.pk}/"
+    assert body["downloads"]
+    assert all(url.startswith("http://testserver/") for url in body["downloads"].values())
 
 
 def test_detail_hides_unfinished_jobs_from_public(anonymous_client, user_client, staff_client, make_job):
