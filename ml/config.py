@@ -60,39 +60,42 @@ class TrainConfig:
     tta: bool = True  # average predictions over the image and its mirror image
 
     def validate(self) -> None:
-        """Raise ConfigError naming the first invalid field."""
+        """Raise ConfigError naming every invalid field, one "; "-separated message each."""
+        problems = []
         if self.mode not in MODES:
-            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            problems.append(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.epochs < 1:
-            raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
+            problems.append(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 2:
-            raise ConfigError(f"batch_size must be at least 2, got {self.batch_size}")
+            problems.append(f"batch_size must be at least 2, got {self.batch_size}")
         if not 0 < self.learning_rate < 1:
-            raise ConfigError(f"learning_rate must be between 0 and 1, got {self.learning_rate}")
+            problems.append(f"learning_rate must be between 0 and 1, got {self.learning_rate}")
         if not 16 <= self.image_size <= 1024:
-            raise ConfigError(f"image_size must be between 16 and 1024 pixels, got {self.image_size}")
+            problems.append(f"image_size must be between 16 and 1024 pixels, got {self.image_size}")
         if not 0 < self.val_fraction < 0.5:
-            raise ConfigError(f"val_fraction must be between 0 and 0.5, got {self.val_fraction}")
+            problems.append(f"val_fraction must be between 0 and 0.5, got {self.val_fraction}")
         if not 0 <= self.low_res_prob <= 1:
-            raise ConfigError(f"low_res_prob must be between 0 and 1, got {self.low_res_prob}")
+            problems.append(f"low_res_prob must be between 0 and 1, got {self.low_res_prob}")
         low, high = self.low_res_range
         if not 8 <= low <= high:
-            raise ConfigError(f"low_res_range must be two sizes with 8 <= low <= high, got {self.low_res_range}")
+            problems.append(f"low_res_range must be two sizes with 8 <= low <= high, got {self.low_res_range}")
         if not 0 <= self.jpeg_prob <= 1:
-            raise ConfigError(f"jpeg_prob must be between 0 and 1, got {self.jpeg_prob}")
+            problems.append(f"jpeg_prob must be between 0 and 1, got {self.jpeg_prob}")
         low, high = self.jpeg_quality_range
         if not 1 <= low <= high <= 100:
-            raise ConfigError(f"jpeg_quality_range must be two qualities with 1 <= low <= high <= 100, got {self.jpeg_quality_range}")
+            problems.append(f"jpeg_quality_range must be two qualities with 1 <= low <= high <= 100, got {self.jpeg_quality_range}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
-            raise ConfigError(f"ema_decay must be between 0 and 1 or None, got {self.ema_decay}")
+            problems.append(f"ema_decay must be between 0 and 1 or None, got {self.ema_decay}")
         if self.patience is not None and self.patience < 1:
-            raise ConfigError(f"patience must be at least 1 or None, got {self.patience}")
+            problems.append(f"patience must be at least 1 or None, got {self.patience}")
         if self.num_workers < 0:
-            raise ConfigError(f"num_workers must be 0 or more, got {self.num_workers}")
+            problems.append(f"num_workers must be 0 or more, got {self.num_workers}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+            problems.append(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
         if self.weights_file is not None and not Path(self.weights_file).is_file():
-            raise ConfigError(f"weights_file not found: {self.weights_file}")
+            problems.append(f"weights_file not found: {self.weights_file}")
+        if problems:
+            raise ConfigError("; ".join(problems))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -124,6 +124,18 @@ def test_config_validation_names_the_field(tmp_path, field, value, message):
         _config(tmp_path, tmp_path / "out", **{field: value}).validate()
 
 
+def test_config_validation_names_every_invalid_field(tmp_path):
+    config = _config(tmp_path, tmp_path / "out", epochs=0, batch_size=1, device="tpu")
+
+    with pytest.raises(ConfigError) as raised:
+        config.validate()
+
+    message = str(raised.value)
+    assert message.startswith("epochs must be at least 1, got 0; ")
+    assert "batch_size must be at least 2, got 1" in message
+    assert "device must be auto, cpu or cuda" in message
+
+
 def test_config_from_dict_rejects_unknown_keys():
     with pytest.raises(ConfigError, match="unknown config keys: colour"):
         TrainConfig.from_dict({"data_dir": "d", "out_dir": "o", "colour": "red"})
