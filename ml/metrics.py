@@ -46,3 +46,42 @@ def classification_report(true: list[int], predicted: list[int], class_names: li
         "class_names": list(class_names),
         "n": total,
     }
+
+
+def bootstrap_intervals(
+    true: list[int], predicted: list[int], class_names: list[str], resamples: int = 1000, level: float = 0.95, seed: int = 0
+) -> dict:
+    """Percentile bootstrap intervals of accuracy, macro-F1 and each class's F1.
+
+    Images are drawn with replacement `resamples` times. The width says how
+    much a score could move with another test set of the same size: on AHE's
+    69 inner-dome photos, one more or one fewer mistake moves F1 by about 0.007.
+    """
+    true_array = np.asarray(true, dtype=np.int64)
+    predicted_array = np.asarray(predicted, dtype=np.int64)
+    count, classes = len(true_array), len(class_names)
+    rng = np.random.default_rng(seed)
+    accuracy = np.empty(resamples)
+    f1 = np.empty((resamples, classes))
+    for draw in range(resamples):
+        chosen = rng.integers(0, count, count)
+        cells = true_array[chosen] * classes + predicted_array[chosen]
+        matrix = np.bincount(cells, minlength=classes * classes).reshape(classes, classes)
+        hits = np.diag(matrix).astype(np.float64)
+        # F1 = 2 TP / (2 TP + FP + FN) = 2 TP / (predicted + support)
+        denominator = matrix.sum(axis=0) + matrix.sum(axis=1)
+        f1[draw] = np.divide(2 * hits, denominator, out=np.zeros(classes), where=denominator > 0)
+        accuracy[draw] = hits.sum() / count
+
+    tails = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
+
+    def interval(values: np.ndarray) -> list[float]:
+        return [float(bound) for bound in np.percentile(values, tails)]
+
+    return {
+        "level": level,
+        "resamples": resamples,
+        "accuracy": interval(accuracy),
+        "macro_f1": interval(f1.mean(axis=1)),
+        "per_class_f1": {name: interval(f1[:, i]) for i, name in enumerate(class_names)},
+    }

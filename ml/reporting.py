@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ml.checkpoints import read_description
 from ml.evaluation import evaluate, read_near_duplicates
-from ml.metrics import classification_report
+from ml.metrics import bootstrap_intervals, classification_report
 from ml.reference import HRNET_W64_F1, PAPER_F1
 
 
@@ -18,12 +18,12 @@ def evaluation_summary(model_dir, data_dir, split="test", tta=True, device="auto
     description = read_description(model_dir)
     report = evaluate(model_dir, data_dir, split=split, tta=tta, device=device)
     class_names = report["class_names"]
+    index = {name: i for i, name in enumerate(class_names)}
 
     near_duplicates = read_near_duplicates(data_dir) if split == "test" else set()
     without = None
     if near_duplicates:
         kept = [sample for sample in report["samples"] if sample["path"] not in near_duplicates]
-        index = {name: i for i, name in enumerate(class_names)}
         subset = classification_report(
             [index[s["true"]] for s in kept], [index[s["pred"]] for s in kept], class_names
         )
@@ -33,6 +33,10 @@ def evaluation_summary(model_dir, data_dir, split="test", tta=True, device="auto
             "accuracy": subset["accuracy"],
             "macro_f1": subset["macro_f1"],
         }
+
+    intervals = bootstrap_intervals(
+        [index[s["true"]] for s in report["samples"]], [index[s["pred"]] for s in report["samples"]], class_names
+    )
 
     comparison = []
     for name in class_names:
@@ -44,6 +48,7 @@ def evaluation_summary(model_dir, data_dir, split="test", tta=True, device="auto
                 "f1": ours,
                 "paper_f1": paper,
                 "hrnet_w64_f1": hrnet,
+                "f1_interval": intervals["per_class_f1"][name],
                 "beats_paper": None if paper is None else ours > paper,
             }
         )
@@ -54,12 +59,17 @@ def evaluation_summary(model_dir, data_dir, split="test", tta=True, device="auto
         "data": str(data_dir),
         **report,
         "without_near_duplicates": without,
+        "intervals": intervals,
         "comparison": comparison,
     }
 
 
 def _f(value) -> str:
     return "  -  " if value is None else f"{value:.3f}"
+
+
+def _range(bounds) -> str:
+    return "-" if not bounds else f"{bounds[0]:.3f}-{bounds[1]:.3f}"
 
 
 def format_evaluation(summary: dict) -> str:
@@ -72,6 +82,12 @@ def format_evaluation(summary: dict) -> str:
         ),
         f"accuracy {summary['accuracy']:.4f}   macro-F1 {summary['macro_f1']:.4f}",
     ]
+    intervals = summary.get("intervals")
+    if intervals:
+        lines.append(
+            f"{intervals['level']:.0%} bootstrap intervals ({intervals['resamples']} resamples of the images): "
+            f"accuracy {_range(intervals['accuracy'])}   macro-F1 {_range(intervals['macro_f1'])}"
+        )
     without = summary.get("without_near_duplicates")
     if without:
         lines.append(
@@ -82,13 +98,14 @@ def format_evaluation(summary: dict) -> str:
         lines.append(f"skipped unreadable: {', '.join(summary['skipped_unreadable'])}")
 
     width = max(len(name) for name in names)
-    lines += ["", f"{'class':<{width}}  precision  recall     F1  support   paper  HRNet-W64  beats paper"]
+    lines += ["", f"{'class':<{width}}  precision  recall     F1  F1 interval  support   paper  HRNet-W64  beats paper"]
     for row in summary["comparison"]:
         metrics = summary["per_class"][row["class"]]
         verdict = {True: "yes", False: "NO", None: "-"}[row["beats_paper"]]
         lines.append(
             f"{row['class']:<{width}}  {metrics['precision']:9.3f}  {metrics['recall']:6.3f}  "
-            f"{metrics['f1']:5.3f}  {metrics['support']:7d}   {_f(row['paper_f1'])}      {_f(row['hrnet_w64_f1'])}  {verdict}"
+            f"{metrics['f1']:5.3f}  {_range(row.get('f1_interval')):>11}  {metrics['support']:7d}   "
+            f"{_f(row['paper_f1'])}      {_f(row['hrnet_w64_f1'])}  {verdict}"
         )
 
     lines += ["", "confusion matrix (rows: true class, columns: predicted, in the order above)"]
@@ -108,6 +125,12 @@ def markdown_evaluation(summary: dict) -> str:
         f"- Accuracy: **{summary['accuracy']:.4f}**",
         f"- Macro-F1: **{summary['macro_f1']:.4f}**",
     ]
+    intervals = summary.get("intervals")
+    if intervals:
+        lines.append(
+            f"- {intervals['level']:.0%} bootstrap intervals ({intervals['resamples']} resamples of the test images): "
+            f"accuracy {_range(intervals['accuracy'])}, macro-F1 {_range(intervals['macro_f1'])}"
+        )
     without = summary.get("without_near_duplicates")
     if without:
         lines.append(
@@ -118,15 +141,15 @@ def markdown_evaluation(summary: dict) -> str:
     lines += [
         f"- Classes above the paper's F1: {wins} of {len(summary['comparison'])}",
         "",
-        "| class | precision | recall | F1 | support | paper (ResNet) | HRNet-W64 | above paper |",
-        "|---|---:|---:|---:|---:|---:|---:|:---:|",
+        "| class | precision | recall | F1 | F1 interval | support | paper (ResNet) | HRNet-W64 | above paper |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for row in summary["comparison"]:
         metrics = summary["per_class"][row["class"]]
         verdict = {True: "yes", False: "**no**", None: "-"}[row["beats_paper"]]
         lines.append(
             f"| {row['class']} | {metrics['precision']:.3f} | {metrics['recall']:.3f} | "
-            f"**{metrics['f1']:.3f}** | {metrics['support']} | {_f(row['paper_f1'])} | "
+            f"**{metrics['f1']:.3f}** | {_range(row.get('f1_interval'))} | {metrics['support']} | {_f(row['paper_f1'])} | "
             f"{_f(row['hrnet_w64_f1'])} | {verdict} |"
         )
     names = summary["class_names"]

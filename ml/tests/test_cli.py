@@ -47,6 +47,22 @@ def test_evaluate_json_has_comparison_with_paper(tiny_model, tiny_dataset, capsy
     assert rows["apse"]["paper_f1"] == 0.874
     assert rows["apse"]["hrnet_w64_f1"] == 0.909
     assert rows["apse"]["beats_paper"] == (summary["per_class"]["apse"]["f1"] > 0.874)
+    low, high = rows["apse"]["f1_interval"]
+    assert low <= summary["per_class"]["apse"]["f1"] <= high
+    assert summary["intervals"]["macro_f1"][0] <= summary["macro_f1"] <= summary["intervals"]["macro_f1"][1]
+
+
+def test_evaluate_tables_show_intervals(tiny_model, tiny_dataset, capsys, tmp_path):
+    markdown = tmp_path / "results.md"
+    test_file = sorted((tiny_dataset / "test" / "altar").iterdir())[0]
+    (tiny_dataset / "near_duplicates_train_test.tsv").write_text(
+        f"# train\ttest\ntrain/altar/x.jpg\t{test_file.relative_to(tiny_dataset)}\n"
+    )
+    assert main(["evaluate", str(tiny_model), "--data", str(tiny_dataset), "--markdown", str(markdown), "--device", "cpu"]) == 0
+
+    assert "95% bootstrap intervals (1000 resamples of the images)" in capsys.readouterr().out
+    assert "| F1 interval |" in markdown.read_text()
+    assert "Without the 1 test images that have a near-duplicate in train (59 images)" in markdown.read_text()
 
 
 def test_train_reports_missing_dataset(tmp_path, capsys):

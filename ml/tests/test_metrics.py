@@ -1,6 +1,6 @@
 import pytest
 
-from ml.metrics import classification_report
+from ml.metrics import bootstrap_intervals, classification_report
 
 
 def test_report_on_hand_made_labels():
@@ -22,3 +22,27 @@ def test_report_handles_class_never_predicted_or_absent():
     assert report["per_class"]["b"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     assert report["per_class"]["a"]["f1"] == 1.0
     assert report["macro_f1"] == 0.5
+
+
+def test_bootstrap_intervals_are_exact_for_a_perfect_model():
+    labels = [0, 1, 2] * 20
+
+    intervals = bootstrap_intervals(labels, labels, ["a", "b", "c"], resamples=200)
+
+    assert intervals["accuracy"] == [1.0, 1.0]
+    assert intervals["per_class_f1"] == {"a": [1.0, 1.0], "b": [1.0, 1.0], "c": [1.0, 1.0]}
+
+
+def test_bootstrap_intervals_bracket_the_score_and_repeat_with_a_seed():
+    # 100 images of class a and 100 of b; 10 of each class are mistaken for the other.
+    true = [0] * 100 + [1] * 100
+    predicted = [0] * 90 + [1] * 10 + [1] * 90 + [0] * 10
+
+    intervals = bootstrap_intervals(true, predicted, ["a", "b"], resamples=500)
+
+    low, high = intervals["accuracy"]
+    assert low < 0.9 < high
+    assert 0.8 < low and high < 0.97  # about 0.9 +- 1.96 * sqrt(0.9 * 0.1 / 200) = 0.042
+    assert intervals["macro_f1"][0] < 0.9 < intervals["macro_f1"][1]
+    assert intervals == bootstrap_intervals(true, predicted, ["a", "b"], resamples=500)
+    assert intervals != bootstrap_intervals(true, predicted, ["a", "b"], resamples=500, seed=1)
