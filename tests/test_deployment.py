@@ -209,7 +209,8 @@ def test_production_settings_serve_with_postgres_and_redis(production_database, 
     log = tmp_path / "stack.log"
     with open(log, "ab") as output:
         web = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "heritage_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+            [sys.executable, "-m", "gunicorn", "heritage_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+             "--timeout", "60"],  # as in docker-compose.yml: longer than the API's 30 s wait
             cwd=REPO_ROOT,
             env=env,
             stdout=output,

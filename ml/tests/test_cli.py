@@ -54,7 +54,7 @@ def test_evaluate_json_has_comparison_with_paper(tiny_model, tiny_dataset, capsy
 
 def test_evaluate_tables_show_intervals(tiny_model, tiny_dataset, capsys, tmp_path):
     markdown = tmp_path / "results.md"
-    test_file = sorted((tiny_dataset / "test" / "altar").iterdir())[0]
+    test_file = min((tiny_dataset / "test" / "altar").iterdir())
     (tiny_dataset / "near_duplicates_train_test.tsv").write_text(
         f"# train\ttest\ntrain/altar/x.jpg\t{test_file.relative_to(tiny_dataset)}\n"
     )
