@@ -25,8 +25,8 @@ def exception_handler(exc, context):
     Validation errors also carry ``fields`` with the per-field messages, so
     clients can point at the input that failed.
     """
-    # DRF answers Django's own 404 and 403 too, but as plain exceptions with
-    # no code; turn them into their API forms so they read like the others.
+    # DRF also handles Django's own 404 and 403, but with no error code.
+    # Converting them to DRF's exceptions gives them the same body as other errors.
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(*exc.args)
     elif isinstance(exc, PermissionDenied):

@@ -1,7 +1,7 @@
 """A file a worker touches while its process lives, for container health checks.
 
-`celery inspect ping` is answered by the worker's main loop. A solo-pool
-training worker runs its job in that loop, so it cannot answer for hours,
+`celery inspect ping` replies come from the worker's main loop. A solo-pool
+training worker runs its job in that loop, so it cannot reply for hours,
 and a ping-based health check would call a busy worker dead. A daemon
 thread that touches a file keeps running while the job trains; the health
 check then asks only that the file is fresh. A job that stops making

@@ -53,7 +53,7 @@ def bootstrap_intervals(
 ) -> dict:
     """Percentile bootstrap intervals of accuracy, macro-F1 and each class's F1.
 
-    Images are drawn with replacement `resamples` times. The width says how
+    Images are drawn with replacement `resamples` times. The width shows how
     much a score could move with another test set of the same size: on AHE's
     69 inner-dome photos, one more or one fewer mistake moves F1 by about 0.007.
     """

@@ -273,7 +273,7 @@ def fit(
     optimizer, scheduler = build_optimizer(model, config, len(loader))
     # With ema_decay, the moving average is what gets validated and saved.
     average = WeightAverage(model, config.ema_decay) if config.ema_decay is not None else None
-    kept = average.model if average is not None else model
+    scored_model = average.model if average is not None else model
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     base_description = {
         "backbone": config.backbone,
@@ -297,7 +297,7 @@ def fit(
             trained = train_one_epoch(
                 model, loader, optimizer, scheduler, loss_fn, device, config, epoch, on_progress, should_stop, average
             )
-            val = validate(kept, data.val, device, config, data.class_names)
+            val = validate(scored_model, data.val, device, config, data.class_names)
             metrics = {
                 "epoch": epoch,
                 "train_loss": trained["train_loss"],
@@ -319,7 +319,7 @@ def fit(
                 result.best_epoch, result.val_metrics = epoch, val
                 description = {**base_description, "best_epoch": epoch, "history": result.history}
                 description["metrics"] = {"val": _summary(val)}
-                result.model_dir = save_checkpoint(kept, description, config.out_dir)
+                result.model_dir = save_checkpoint(scored_model, description, config.out_dir)
             else:
                 epochs_without_gain += 1
             on_progress({"phase": "epoch_end", "epoch": epoch, "epochs": config.epochs, "metrics": metrics})

@@ -14,7 +14,7 @@ import yaml
 
 from conftest import REPO_ROOT
 from heritage_site.liveness import LivenessFile
-from tests.test_run_local import SERVICE_VARIABLES
+from tests.test_run_local import SERVICE_VARIABLES, start_process
 
 COMPOSE_PATH = "/tmp/celery-worker-alive"
 
@@ -34,12 +34,12 @@ def _health_check(path) -> int:
     kind, command = compose["services"]["training-worker"]["healthcheck"]["test"]
     assert kind == "CMD-SHELL"
     assert COMPOSE_PATH in command
-    # Compose turns $$ into $ before the shell sees the command.
+    # Compose replaces $$ with $ before the shell runs the command.
     command = command.replace("$$", "$").replace(COMPOSE_PATH, str(path))
     return subprocess.run(["sh", "-c", command], check=False, timeout=10).returncode
 
 
-def test_liveness_file_is_touched_until_stopped(tmp_path):
+def test_liveness_file_touched_until_stopped(tmp_path):
     path = tmp_path / "run" / "alive"
     liveness = LivenessFile(path, interval=0.05).start()
     try:
@@ -53,7 +53,7 @@ def test_liveness_file_is_touched_until_stopped(tmp_path):
     assert not liveness._thread.is_alive()
 
 
-def test_compose_health_check_needs_a_fresh_file(tmp_path):
+def test_compose_health_check_needs_fresh_file(tmp_path):
     path = tmp_path / "alive"
     assert _health_check(path) != 0  # no file: the worker never started
 
@@ -66,20 +66,13 @@ def test_compose_health_check_needs_a_fresh_file(tmp_path):
 
 
 @pytest.mark.e2e
-def test_solo_worker_keeps_the_file_fresh_and_removes_it_on_shutdown(tmp_path):
+def test_solo_worker_liveness_file_lifecycle(tmp_path):
     path = tmp_path / "alive"
     env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
     env.update({"HERITAGE_VAR_DIR": str(tmp_path / "var"), "CELERY_LIVENESS_FILE": str(path)})
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "heritage_site", "worker", "-Q", "training",
-         "--pool", "solo", "-n", f"liveness-{uuid.uuid4().hex[:8]}@%h"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )  # fmt: skip
+    command = [sys.executable, "-m", "celery", "-A", "heritage_site", "worker", "-Q", "training",
+               "--pool", "solo", "-n", f"liveness-{uuid.uuid4().hex[:8]}@%h"]  # fmt: skip
+    worker = start_process(command, env)
     try:
         assert _wait_for(path.exists, timeout=90), "the worker did not create its liveness file"
         assert _health_check(path) == 0

@@ -50,6 +50,19 @@ def _read_until(process: subprocess.Popen, marker: str, timeout: float, seen: li
     raise AssertionError(f"{marker!r} not printed within {timeout:.0f} s:\n{''.join(seen[-40:])}")
 
 
+def start_process(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """Start `command` in the repository, in its own session, with stdout and stderr in one text pipe."""
+    return subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def _training_worker_pids(supervisor_pid: int) -> set[int]:
     listed = subprocess.run(
         ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(supervisor_pid)], capture_output=True, text=True, check=False
@@ -70,15 +83,7 @@ def test_run_local_serves_predicts_and_stops(tmp_path, tiny_model_dir):
             "PYTHONUNBUFFERED": "1",
         }
     )
-    process = subprocess.Popen(
-        [sys.executable, "scripts/run_local.py"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    process = start_process([sys.executable, "scripts/run_local.py"], env)
     seen: list[str] = []
     try:
         _read_until(process, "Heritage Lens is running at", 120, seen)

@@ -1,11 +1,10 @@
 import pytest
 import torch
 
-from ml.checkpoints import read_description
+from ml.checkpoints import load_checkpoint, read_description
 from ml.config import TrainConfig
 from ml.errors import ConfigError
 from ml.evaluation import evaluate
-from ml.checkpoints import load_checkpoint
 from ml.training import WeightAverage, fit
 
 
@@ -124,7 +123,7 @@ def test_config_validation_names_the_field(tmp_path, field, value, message):
         _config(tmp_path, tmp_path / "out", **{field: value}).validate()
 
 
-def test_config_validation_names_every_invalid_field(tmp_path):
+def test_config_validation_lists_all_fields(tmp_path):
     config = _config(tmp_path, tmp_path / "out", epochs=0, batch_size=1, device="tpu")
 
     with pytest.raises(ConfigError) as raised:
@@ -141,7 +140,7 @@ def test_config_from_dict_rejects_unknown_keys():
         TrainConfig.from_dict({"data_dir": "d", "out_dir": "o", "colour": "red"})
 
 
-def test_weight_average_moves_towards_the_model_and_copies_counters():
+def test_weight_average_update_step():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
     average = WeightAverage(model, decay=0.5)
@@ -158,7 +157,7 @@ def test_weight_average_moves_towards_the_model_and_copies_counters():
     assert not average.model[0].weight.requires_grad
 
 
-def test_fit_with_ema_saves_the_averaged_weights(tiny_dataset, tmp_path):
+def test_fit_with_ema_saves_average(tiny_dataset, tmp_path):
     raw = fit(_config(tiny_dataset, tmp_path / "raw", epochs=2))
     averaged = fit(_config(tiny_dataset, tmp_path / "ema", epochs=2, ema_decay=0.9))
 
