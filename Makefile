@@ -25,7 +25,7 @@ test: $(INSTALLED)
 	$(VENV_PYTHON) -m pytest
 
 lint: $(INSTALLED)
-	$(VENV_PYTHON) -m ruff check --line-length 120 heritage_site classifier scripts benchmarks tests conftest.py
+	$(VENV_PYTHON) -m ruff check heritage_site classifier training_jobs ml scripts benchmarks tests conftest.py manage.py
 
 benchmark: $(INSTALLED)
 	$(VENV_PYTHON) benchmarks/upload_latency.py --url http://127.0.0.1:$(PORT)

@@ -24,22 +24,21 @@ logger = logging.getLogger(__name__)
 ACCEPTED_FORMATS_TEXT = "JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC"
 # Values for the file picker; browsers compare them case-insensitively, and
 # the server ignores the name and reads the content.
-ACCEPT_ATTRIBUTE = ",".join(
-    [
-        "image/*",
-        ".jpg",
-        ".jpeg",
-        ".jpe",
-        ".png",
-        ".webp",
-        ".gif",
-        ".bmp",
-        ".tif",
-        ".tiff",
-        ".heic",
-        ".heif",
-    ]
+ACCEPT_TYPES = (
+    "image/*",
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".png",
+    ".webp",
+    ".gif",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".heic",
+    ".heif",
 )
+ACCEPT_ATTRIBUTE = ",".join(ACCEPT_TYPES)
 
 
 class ImageRejected(Exception):

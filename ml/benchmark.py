@@ -57,7 +57,7 @@ def measure_predictor(predictor: Predictor, repeats: int, batch: int) -> dict:
     results = {}
     for side in (64, 1024, 4000):
         data = _photo_bytes(side)
-        times = _timings(lambda: predictor.predict([data]), repeats if side < 4000 else max(3, repeats // 5))
+        times = _timings(lambda data=data: predictor.predict([data]), repeats if side < 4000 else max(3, repeats // 5))
         results[f"latency_{side}px_ms"] = (
             1000 * statistics.median(times),
             1000 * float(np.percentile(times, 95)),

@@ -145,7 +145,7 @@ def test_detail_shows_all_probabilities_and_version(client, active_model):
     Prediction.objects.filter(pk=upload.latest_prediction_id).update(
         status=Prediction.Status.DONE,
         label="apse",
-        probabilities={name: 0.1 for name in active_model.class_names},
+        probabilities=dict.fromkeys(active_model.class_names, 0.1),
         model_version=active_model,
     )
 

@@ -39,10 +39,10 @@ def test_round_trip_keeps_logits_and_description(tmp_path):
 def test_load_rejects_wrong_class_count(tmp_path):
     make_tiny_checkpoint(tmp_path, CLASSES)
     description = read_description(tmp_path)
-    description["class_names"] = CLASSES + ["gargoyle"]
+    description["class_names"] = [*CLASSES, "gargoyle"]
     (tmp_path / "model.json").write_text(json.dumps(description))
 
-    with pytest.raises(CheckpointError, match="class count mismatch: model.json lists 4 classes but model.safetensors has 3 outputs"):
+    with pytest.raises(CheckpointError, match=r"class count mismatch: model\.json lists 4 classes but model\.safetensors has 3 outputs"):
         load_checkpoint(tmp_path)
 
 

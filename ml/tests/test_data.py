@@ -56,7 +56,7 @@ def test_load_images_skips_corrupt_file_with_warning(tmp_path, caplog):
     split = list_split(tmp_path, "train")
 
     with caplog.at_level(logging.WARNING):
-        images, labels, bad = load_images(split.samples, max_bad=5)
+        images, _labels, bad = load_images(split.samples, max_bad=5)
 
     assert len(images) == 1
     assert [path.name for path in bad] == ["broken.jpg"]

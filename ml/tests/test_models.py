@@ -67,7 +67,7 @@ def test_create_model_rejects_weights_of_other_architecture(tmp_path):
 
 
 def test_create_model_names_missing_weights_file(tmp_path):
-    with pytest.raises(ModelLoadError, match="weights file not found: .*absent.pth"):
+    with pytest.raises(ModelLoadError, match=r"weights file not found: .*absent\.pth"):
         create_model("resnet18", num_classes=4, weights_file=tmp_path / "absent.pth")
 
 

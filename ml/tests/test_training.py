@@ -9,21 +9,21 @@ from ml.training import WeightAverage, fit
 
 
 def _config(data, out, **overrides):
-    values = dict(
-        data_dir=str(data),
-        out_dir=str(out),
-        backbone="efficientnet_lite0",
-        epochs=3,
-        batch_size=12,
-        learning_rate=3e-3,
-        image_size=32,
-        source_size=32,
-        low_res_range=(16, 32),
-        val_fraction=0.34,
-        num_workers=0,
-        patience=None,
-        device="cpu",
-    )
+    values = {
+        "data_dir": str(data),
+        "out_dir": str(out),
+        "backbone": "efficientnet_lite0",
+        "epochs": 3,
+        "batch_size": 12,
+        "learning_rate": 3e-3,
+        "image_size": 32,
+        "source_size": 32,
+        "low_res_range": (16, 32),
+        "val_fraction": 0.34,
+        "num_workers": 0,
+        "patience": None,
+        "device": "cpu",
+    }
     values.update(overrides)
     return TrainConfig(**values)
 
