@@ -53,9 +53,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def measure_predictor(predictor: Predictor, repeats: int, batch: int) -> dict:
+SIDES = (64, 1024, 4000)  # photo sides for single-image latency: AHE test size to 16 megapixels
+
+
+def measure_predictor(predictor: Predictor, repeats: int, batch: int, sides=SIDES) -> dict:
     results = {}
-    for side in (64, 1024, 4000):
+    for side in sides:
         data = _photo_bytes(side)
         times = _timings(lambda data=data: predictor.predict([data]), repeats if side < 4000 else max(3, repeats // 5))
         results[f"latency_{side}px_ms"] = (
@@ -68,14 +71,18 @@ def measure_predictor(predictor: Predictor, repeats: int, batch: int) -> dict:
     return results
 
 
-def measure_plain(architecture: str, num_classes: int, size: int, device, repeats: int, batch: int) -> dict:
-    model = timm.create_model(architecture, num_classes=num_classes).to(device).eval()
+def measure_plain(
+    architecture: str, num_classes: int, size: int, device, repeats: int, batch: int, networks: int = 1
+) -> dict:
+    """Time bare timm forward passes: `networks` copies, one after another, as an ensemble runs."""
+    models = [timm.create_model(architecture, num_classes=num_classes).to(device).eval() for _ in range(networks)]
     single = torch.randn(1, 3, size, size, device=device)
     many = torch.randn(batch, 3, size, size, device=device)
 
     def forward(x):
         with torch.inference_mode():
-            model(x)
+            for model in models:
+                model(x)
         _sync(device)
 
     times = _timings(lambda: forward(single), repeats)
@@ -106,27 +113,33 @@ def measure_training(model: torch.nn.Module, size: int, device, channels_last: b
     return batch / statistics.median(_timings(step, 4))
 
 
-def run_benchmarks(model_dir=None, repeats: int = 30, device: str = "auto") -> None:
+def run_benchmarks(model_dir=None, repeats: int = 30, device: str = "auto", sides=SIDES) -> None:
     torch_device = resolve_device(device)
     threads = configure_threads()
     predictor = Predictor(model_dir, device=str(torch_device))
     description = predictor.description
     size, classes = description["image_size"], len(predictor.class_names)
     architecture = timm_architecture(description["backbone"])
+    networks = description.get("ensemble_size", 1)
     batch = 64
 
-    print(f"model {predictor.version} ({architecture}, {size} px input, TTA {predictor.tta})")
+    kind = f"ensemble of {networks} x {architecture}" if networks > 1 else architecture
+    print(f"model {predictor.version} ({kind}, {size} px input, TTA {predictor.tta})")
     print(f"device {torch_device}, {threads} threads, torch {torch.__version__}; {repeats} repeats, medians")
-    ours = measure_predictor(predictor, repeats, batch)
+    ours = measure_predictor(predictor, repeats, batch, sides)
     rss_inference = _peak_rss_mib()
-    plain = measure_plain(architecture, classes, size, torch_device, repeats, batch)
-    train_ours = measure_training(predictor.model, size, torch_device, channels_last=True)
+    plain = measure_plain(architecture, classes, size, torch_device, repeats, batch, networks)
+    # An ensemble's networks are trained one at a time, so time one of them.
+    trained = predictor.model.members[0] if networks > 1 else predictor.model
+    train_ours = measure_training(trained, size, torch_device, channels_last=True)
     train_plain = measure_training(
         timm.create_model(architecture, num_classes=classes), size, torch_device, channels_last=False
     )
 
+    if networks > 1:
+        print(f"plain timm runs {networks} networks in turn; training figures are for one network")
     print(f"{'figure':<44}{'ours':>12}{'plain timm':>14}{'ratio':>8}")
-    for side in (64, 1024, 4000):
+    for side in sides:
         median, p95 = ours[f"latency_{side}px_ms"]
         print(f"{f'single image {side}x{side} JPEG, median ms':<44}{median:12.1f}{plain['latency_ms'][0]:14.1f}{median / plain['latency_ms'][0]:8.2f}")
         print(f"{f'single image {side}x{side} JPEG, p95 ms':<44}{p95:12.1f}{plain['latency_ms'][1]:14.1f}{p95 / plain['latency_ms'][1]:8.2f}")

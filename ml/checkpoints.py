@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -23,7 +23,7 @@ from torch import nn
 
 import ml
 from ml.errors import CheckpointError, ModelLoadError
-from ml.models import create_model
+from ml.models import create_ensemble, create_model
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def save_checkpoint(model: nn.Module, description: dict, out_dir: str | Path) ->
         "weights_sha256": digest,
         "model_version": description.get("model_version") or f"{description['backbone']}-{digest[:10]}",
         "package_version": ml.__version__,
-        "created_at": description.get("created_at") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": description.get("created_at") or datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_description(out_dir, full_description)
     return out_dir
@@ -138,13 +138,21 @@ def load_checkpoint(model_dir: str | Path, device: str | torch.device = "cpu") -
 
 def _build_matching_model(description: dict, state: dict, weights_path: Path) -> nn.Module:
     class_names = description["class_names"]
+    # An ensemble keeps its networks' tensors under members.<i>. in one file.
+    ensemble_size = description.get("ensemble_size", 1)
+    if not isinstance(ensemble_size, int) or ensemble_size < 1:
+        raise CheckpointError(f"ensemble_size must be a positive whole number, got {ensemble_size!r}")
     try:
-        model = create_model(description["backbone"], len(class_names), pretrained=False)
+        if ensemble_size == 1:
+            model = create_model(description["backbone"], len(class_names), pretrained=False)
+        else:
+            model = create_ensemble(description["backbone"], len(class_names), ensemble_size)
     except ModelLoadError as error:
         raise CheckpointError(f"cannot build backbone {description['backbone']!r}: {error}") from error
 
     expected = model.state_dict()
-    classifier_key = model.default_cfg.get("classifier", "classifier") + ".weight"
+    prefix = "members.0." if ensemble_size > 1 else ""
+    classifier_key = prefix + model.default_cfg.get("classifier", "classifier") + ".weight"
     if classifier_key in state and state[classifier_key].shape[0] != len(class_names):
         raise CheckpointError(
             f"class count mismatch: model.json lists {len(class_names)} classes but "
@@ -154,8 +162,9 @@ def _build_matching_model(description: dict, state: dict, weights_path: Path) ->
     unexpected = sorted(set(state) - set(expected))
     wrong_shape = [key for key in set(expected) & set(state) if expected[key].shape != state[key].shape]
     if missing or unexpected or wrong_shape:
+        networks = f"{ensemble_size} x " if ensemble_size > 1 else ""
         raise CheckpointError(
-            f"weights in {weights_path.name} do not fit backbone {description['backbone']!r}: "
+            f"weights in {weights_path.name} do not fit {networks}backbone {description['backbone']!r}: "
             f"{len(missing)} missing, {len(unexpected)} unexpected and {len(wrong_shape)} "
             f"wrongly shaped tensors (first missing: {missing[:2]}, first unexpected: {unexpected[:2]})"
         )

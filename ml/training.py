@@ -74,7 +74,7 @@ def prepare_data(config: TrainConfig, mean, std) -> PreparedData:
     listed = list_split(root, "train")
     check_classes_have_images(listed.class_names, [sample.label for sample in listed.samples], "train")
     unique = deduplicate(listed)
-    train_samples, val_samples = stratified_split(unique.samples, config.val_fraction, config.seed)
+    train_samples, val_samples = stratified_split(unique.samples, config.val_fraction, config.effective_split_seed)
 
     # Images are kept in memory at most twice the input size: AHE is 128 px,
     # but a dataset of camera photos would not fit otherwise.

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from ml.cli import main
+from ml.testing import make_tiny_checkpoint
 
 
 def test_predict_json_reports_each_file(tiny_model, tmp_path, capsys):
@@ -96,3 +97,24 @@ def test_predict_default_model_is_used_without_model_flag(monkeypatch, tiny_mode
 
     assert main(["predict", flag, str(photo)]) == 0
     assert json.loads(capsys.readouterr().out)["label"] in ml.data.AHE_CLASSES
+
+
+def test_average_without_training_config(tiny_model, tmp_path, capsys):
+    other = make_tiny_checkpoint(tmp_path / "other", image_size=32, seed=1)
+
+    assert main(["average", str(tiny_model), str(other), "--device", "cpu"]) == 2
+
+    assert "has an unreadable training config" in capsys.readouterr().err
+
+
+def test_benchmark_ensemble_baseline(tmp_path, capsys):
+    from ml.benchmark import run_benchmarks
+
+    folder = make_tiny_checkpoint(tmp_path / "ensemble", image_size=32, backbone="efficientnet_lite0", ensemble_size=2)
+
+    run_benchmarks(folder, repeats=2, device="cpu", sides=(64,))
+
+    out = capsys.readouterr().out
+    assert "ensemble of 2 x tf_efficientnet_lite0" in out
+    assert "plain timm runs 2 networks in turn" in out
+    assert "batch of 64, images/s" in out
