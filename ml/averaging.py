@@ -56,6 +56,12 @@ def check_compatible(descriptions: list[dict]) -> None:
     """Raise CheckpointError naming the first field on which the members differ."""
     if len(descriptions) < 2:
         raise CheckpointError("averaging needs at least two models")
+    for description in descriptions:
+        if description.get("ensemble_size", 1) > 1:
+            raise CheckpointError(
+                f"model {description.get('model_version', '?')} is already an ensemble; "
+                "combine the single runs it was built from instead"
+            )
     first = descriptions[0]
     first_config = member_config(first)
     for other in descriptions[1:]:

@@ -72,6 +72,8 @@ def test_members_must_share_classes_and_data():
         check_compatible([_description("a", 0), _description("b", 1, 0, dataset_fingerprint="beef")])
     with pytest.raises(CheckpointError, match="at least two"):
         check_compatible([_description("a", 0)])
+    with pytest.raises(CheckpointError, match="model b is already an ensemble"):
+        check_compatible([_description("a", 0), _description("b", 1, 0, ensemble_size=2)])
 
 
 def test_split_seed_fixes_validation_images(tiny_dataset, tmp_path):
