@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from conftest import require_service
 from training_jobs import services
@@ -56,6 +57,9 @@ def page(monkeypatch):
         yield page
         context.close()
         browser.close()
+        # ORM calls in the test body ran in Playwright's greenlet, where Django
+        # keeps separate connections; an open one blocks dropping the test database.
+        connections.close_all()
 
 
 def chart_points(page, canvas_id: str) -> int:
