@@ -42,7 +42,7 @@ KEEP_CHOICES = ("average", "ensemble")
 
 
 def member_config(description: dict) -> TrainConfig:
-    """The training config a member was trained with, which fixes its validation split."""
+    """Return the training config of a member, which fixes its validation split."""
     name = description.get("model_version", "?")
     if not isinstance(description.get("config"), dict):
         raise CheckpointError(f"model {name} has no training config, so its validation split is unknown")
@@ -62,9 +62,11 @@ def check_compatible(descriptions: list[dict]) -> None:
                 f"model {description.get('model_version', '?')} is already an ensemble; "
                 "combine the single runs it was built from instead"
             )
-    first = descriptions[0]
-    first_config = member_config(first)
-    for other in descriptions[1:]:
+    configs = [member_config(description) for description in descriptions]
+    if any(config.mode != "finetune" for config in configs):
+        raise CheckpointError("only fine-tuned models can be averaged; a linear probe's backbone is not trained")
+    first, first_config = descriptions[0], configs[0]
+    for other, config in zip(descriptions[1:], configs[1:]):
         name = other.get("model_version", "?")
         for field in SHARED_FIELDS:
             if other.get(field) != first.get(field):
@@ -72,7 +74,6 @@ def check_compatible(descriptions: list[dict]) -> None:
                     f"model {name} differs from {first.get('model_version', '?')} in {field}: "
                     f"{other.get(field)!r} against {first.get(field)!r}"
                 )
-        config = member_config(other)
         if config.effective_split_seed != first_config.effective_split_seed:
             raise CheckpointError(
                 f"model {name} held out another validation split (split seed {config.effective_split_seed} "
@@ -83,8 +84,6 @@ def check_compatible(descriptions: list[dict]) -> None:
                 f"model {name} held out another share of train/ "
                 f"({config.val_fraction} against {first_config.val_fraction})"
             )
-        if config.mode != "finetune" or first_config.mode != "finetune":
-            raise CheckpointError("only fine-tuned models can be averaged; a linear probe's backbone is not trained")
 
 
 def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -173,43 +172,44 @@ def compare_on_validation(
     tta = bool(first.get("tta", True))
     val_loader = torch.utils.data.DataLoader(data.val, batch_size=128, shuffle=False)
 
-    rows, member_probabilities = [], []
-    labels = None
+    rows = []
+    labels = np.asarray(data.val.labels)
+
+    def score(name: str, model: nn.Module) -> np.ndarray:
+        """Add a row for `model` and return its validation probabilities."""
+        probabilities, _ = predict_probabilities(model, val_loader, torch_device, tta)
+        rows.append({"name": name, **_scores(probabilities, labels, class_names)})
+        return probabilities
+
+    member_probabilities = []
     for (model, description), path in zip(loaded, model_dirs):
-        probabilities, labels = predict_probabilities(model, val_loader, torch_device, tta)
-        member_probabilities.append(probabilities)
-        rows.append({"name": f"{description['model_version']} ({path})", **_scores(probabilities, labels, class_names)})
+        member_probabilities.append(score(f"{description['model_version']} ({path})", model))
     ensemble = np.mean(member_probabilities, axis=0)
     rows.append({"name": f"ensemble of {len(loaded)} (mean probability)", **_scores(ensemble, labels, class_names)})
 
     averaged = copy.deepcopy(loaded[0][0])
     averaged.load_state_dict(average_states([model.state_dict() for model, _ in loaded]))
-    probabilities, _ = predict_probabilities(averaged, val_loader, torch_device, tta)
-    rows.append(
-        {"name": "weight average, averaged batch-norm statistics", **_scores(probabilities, labels, class_names)}
-    )
+    score("weight average, averaged batch-norm statistics", averaged)
     calibrated_on = 0
     if recalibrate:
         train_loader = torch.utils.data.DataLoader(
             data.train, batch_size=config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
         )
         calibrated_on = recalibrate_batch_norm(averaged, train_loader, torch_device)
-        probabilities, _ = predict_probabilities(averaged, val_loader, torch_device, tta)
-        rows.append({"name": "weight average, batch norm re-estimated", **_scores(probabilities, labels, class_names)})
+        score("weight average, batch norm re-estimated", averaged)
 
     result = {"rows": rows, "val_images": len(labels), "split_seed": config.effective_split_seed, "out_dir": None}
     if out_dir is not None:
         if keep == "ensemble":
-            saved, size, scores = Ensemble([model for model, _ in loaded]), len(loaded), rows[len(loaded)]
+            saved, scores = Ensemble([model for model, _ in loaded]), rows[len(loaded)]
         else:
-            saved, size, scores = averaged, 1, rows[-1]
-        result["out_dir"] = str(
-            save_checkpoint(saved, _combined_description(descriptions, keep, size, calibrated_on, scores), out_dir)
-        )
+            saved, scores = averaged, rows[-1]
+        description = _combined_description(descriptions, keep, calibrated_on, scores)
+        result["out_dir"] = str(save_checkpoint(saved, description, out_dir))
     return result
 
 
-def _combined_description(descriptions: list[dict], keep: str, size: int, calibrated_on: int, scores: dict) -> dict:
+def _combined_description(descriptions: list[dict], keep: str, calibrated_on: int, scores: dict) -> dict:
     dropped = ("weights_file", "weights_sha256", "model_version", "created_at", "history", "best_epoch")
     description = {key: value for key, value in descriptions[0].items() if key not in dropped}
     description["combined_from"] = [
@@ -217,8 +217,8 @@ def _combined_description(descriptions: list[dict], keep: str, size: int, calibr
         for d in descriptions
     ]
     description["combination"] = "ensemble" if keep == "ensemble" else "weight average"
-    if size > 1:
-        description["ensemble_size"] = size
+    if keep == "ensemble":
+        description["ensemble_size"] = len(descriptions)
     else:
         description["batch_norm_recalibration_images"] = calibrated_on
     description["metrics"] = {"val": {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}}
