@@ -163,7 +163,7 @@ def compare_on_validation(
     config = member_config(first)
     if data_dir is not None:
         config = replace(config, data_dir=str(data_dir))
-    data = prepare_data(config, first["mean"], first["std"])
+    data = prepare_data(config, first["mean"], first["std"], load_train=recalibrate)
     if data.fingerprint != first["dataset_fingerprint"]:
         raise CheckpointError(
             f"dataset at {config.data_dir} has fingerprint {data.fingerprint}, "

@@ -45,7 +45,7 @@ StopCallback = Callable[[], bool]
 @dataclass
 class PreparedData:
     class_names: list[str]
-    train: ImageListDataset
+    train: ImageListDataset | None  # None when prepared with load_train=False
     val: ImageListDataset
     fingerprint: str
     stats: dict
@@ -66,8 +66,12 @@ class Cancelled(Exception):
     """Raised inside the training loop when should_stop() returns True."""
 
 
-def prepare_data(config: TrainConfig, mean, std) -> PreparedData:
-    """Read train/, de-duplicate it and carve out a stratified validation split."""
+def prepare_data(config: TrainConfig, mean, std, load_train: bool = True) -> PreparedData:
+    """Read train/, de-duplicate it and carve out a stratified validation split.
+
+    With `load_train=False` only the validation photos are decoded and
+    `train` is None, for callers that score saved runs on their split.
+    """
     root = Path(config.data_dir)
     if not root.is_dir():
         raise DatasetError(f"dataset folder not found: {root}")
@@ -79,7 +83,10 @@ def prepare_data(config: TrainConfig, mean, std) -> PreparedData:
     # Images are kept in memory at most twice the input size: AHE is 128 px,
     # but a dataset of camera photos would not fit otherwise.
     max_side = config.image_size * 2
-    train_images, train_labels, bad_train = load_images(train_samples, config.max_bad_images, max_side)
+    if load_train:
+        train_images, train_labels, bad_train = load_images(train_samples, config.max_bad_images, max_side)
+    else:
+        train_images, train_labels, bad_train = None, [sample.label for sample in train_samples], []
     val_images, val_labels, bad_val = load_images(
         val_samples, config.max_bad_images - len(bad_train), max_side
     )
@@ -90,14 +97,18 @@ def prepare_data(config: TrainConfig, mean, std) -> PreparedData:
         "duplicates_removed": unique.duplicates_removed,
         "conflicting_removed": unique.conflicting_removed,
         "unreadable": [str(path.relative_to(root)) for path in bad_train + bad_val],
-        "train_images": len(train_images),
+        "train_images": len(train_labels),
         "val_images": len(val_images),
     }
     logger.info("dataset %s: %s", root, stats)
     eval_transform = EvalTransform(config.image_size, config.source_size, mean, std, config.val_jpeg_quality)
     return PreparedData(
         class_names=listed.class_names,
-        train=ImageListDataset(train_images, train_labels, train_transform(config, mean, std)),
+        train=(
+            ImageListDataset(train_images, train_labels, train_transform(config, mean, std))
+            if load_train
+            else None
+        ),
         val=ImageListDataset(val_images, val_labels, eval_transform),
         fingerprint=fingerprint(unique.digests, root),
         stats=stats,

@@ -87,6 +87,21 @@ def test_split_seed_fixes_validation_images(tiny_dataset, tmp_path):
     assert val_pixels(seed=5) != val_pixels(seed=0)
 
 
+def test_val_only_data_skips_train_photos(tiny_dataset, tmp_path):
+    mean, std = model_normalization(create_model("efficientnet_lite0", 2, pretrained=False))
+    config = _config(tiny_dataset, tmp_path, seed=0)
+
+    full = prepare_data(config, mean, std)
+    val_only = prepare_data(config, mean, std, load_train=False)
+
+    assert val_only.train is None
+    assert full.train is not None
+    assert val_only.val.labels == full.val.labels
+    assert [image.tobytes() for image in val_only.val.images] == [image.tobytes() for image in full.val.images]
+    assert val_only.fingerprint == full.fingerprint
+    assert val_only.stats == full.stats
+
+
 def test_compare_on_validation_saves_both(tiny_dataset, tmp_path):
     members = [
         fit(_config(tiny_dataset, tmp_path / f"seed{seed}", epochs=1, seed=seed, split_seed=0)).model_dir
