@@ -69,10 +69,11 @@ def get_predictor() -> _LoadedModel:
 
 
 def _read_image(prediction: Prediction, draft_size: int):
-    # The display copy is already upright RGB and at most
-    # IMAGE_DISPLAY_MAX_SIDE pixels, more than the model's input size, so
-    # decoding it (at reduced JPEG scale) is much cheaper than the original.
-    with default_storage.open(prediction.upload.stored_image.display.name, "rb") as stored:
+    # Read the original, not the re-encoded display copy. At the 64 px that
+    # the model reduces photos to, one more JPEG generation changes its
+    # output, and `python -m ml predict` on the same file must agree with the
+    # site. A large JPEG stays cheap because it is decoded at a reduced scale.
+    with default_storage.open(prediction.upload.stored_image.original.name, "rb") as stored:
         return open_image(stored.read(), draft_size=draft_size)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 
 import pytest
 from django.core.files.storage import default_storage
+from PIL import Image
 
 from classifier import inference, services
 from classifier.models import Prediction
@@ -38,6 +40,25 @@ def test_run_batch_predicts_all_waiting(active_model):
         assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
         assert prediction.label == max(prediction.probabilities, key=prediction.probabilities.get)
         assert prediction.inference_ms > 0
+
+
+def test_run_batch_matches_predictor_on_original(active_model):
+    from ml.inference import Predictor
+
+    # A small noisy PNG: the display copy re-encodes it as JPEG, which
+    # changes its pixels, so only the original gives the CLI's result.
+    noisy = Image.merge("RGB", [Image.effect_noise((64, 64), sigma) for sigma in (40, 60, 80)])
+    buffer = io.BytesIO()
+    noisy.save(buffer, "PNG")
+    data = buffer.getvalue()
+    upload = services.upload_create(name="noisy.png", data=data)
+
+    inference.run_batch(upload.latest_prediction_id, worker="test")
+
+    prediction = Prediction.objects.get(pk=upload.latest_prediction_id)
+    (expected,) = Predictor(active_model.model_dir).predict([data])
+    for name, probability in expected.items():
+        assert prediction.probabilities[name] == pytest.approx(probability, abs=1e-5)
 
 
 def test_run_batch_redelivered_message_is_noop(active_model):
@@ -81,7 +102,7 @@ def test_run_batch_uses_default_model_when_none_active(db):
 
 def test_run_batch_marks_unreadable_file_failed(active_model):
     broken, fine = _uploads(2)
-    default_storage.delete(broken.stored_image.display.name)
+    default_storage.delete(broken.stored_image.original.name)
 
     inference.run_batch(broken.latest_prediction_id, worker="test")
 
