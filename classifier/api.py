@@ -92,7 +92,10 @@ class ImageOutput(serializers.Serializer):
 class UploadResultsOutput(serializers.Serializer):
     results = serializers.ListField(
         child=serializers.DictField(),
-        help_text="One entry per file, in request order: an image, or {file, error} for a rejected file.",
+        help_text=(
+            "One entry per file, in request order: an image with `file`, the uploaded file name, "
+            "or {file, error} for a rejected file."
+        ),
     )
 
 
@@ -212,10 +215,15 @@ class ImageCollectionApi(APIView):
         fresh = {
             upload.pk: upload for upload in selectors.uploads_by_ids_for_user([u.pk for u in accepted], request.user)
         }
-        results = [
-            entry if upload is None else ImageOutput(fresh[upload.pk], context={"request": request}).data
-            for upload, entry in zip(uploads, entries, strict=True)
-        ]
+        # Each entry names its file, so a client can match results to files
+        # without relying on their order.
+        results = []
+        for uploaded_file, upload, entry in zip(files, uploads, entries, strict=True):
+            if upload is None:
+                results.append(entry)
+            else:
+                image = ImageOutput(fresh[upload.pk], context={"request": request}).data
+                results.append({"file": uploaded_file.name, **image})
         response_status = status.HTTP_201_CREATED if accepted else status.HTTP_400_BAD_REQUEST
         return Response({"results": results}, status=response_status)
 

@@ -75,6 +75,7 @@ def test_upload_mixed_batch_keeps_order(anonymous):
     assert response.status_code == 201
     results = response.json()["results"]
     assert [("id" in entry) for entry in results] == [True, False, True, False]
+    assert [entry["file"] for entry in results] == ["first.jpg", "notes.jpg", "third.PNG", "empty.jpg"]
     assert results[1] == {
         "file": "notes.jpg",
         "error": {"code": "not_an_image", "message": results[1]["error"]["message"]},
