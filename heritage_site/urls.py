@@ -4,8 +4,10 @@ Each app owns its URL modules: ``<app>/urls.py`` for HTML pages and
 ``<app>/api_urls.py`` for endpoints mounted under ``/api/v1/``.
 """
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
@@ -24,6 +26,8 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/v1/", include((api_v1_patterns, "api-v1"))),
     path("healthz", views.health, name="health"),
+    # Pages link the icon themselves; this serves browsers and the admin, which ask for /favicon.ico.
+    path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}favicon.svg", permanent=True)),
     path("training/", include("training_jobs.urls")),
     path("", include("classifier.urls")),
 ]

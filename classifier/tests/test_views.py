@@ -233,6 +233,18 @@ def test_admin_activates_model_version(admin_client, active_model, tmp_path):
     assert active_model.is_active is False
 
 
+def test_favicon_served(client):
+    from django.contrib.staticfiles import finders
+
+    redirect = client.get("/favicon.ico")
+    page = client.get("/").content.decode()
+
+    assert redirect.status_code == 301
+    assert redirect["Location"] == "/static/favicon.svg"
+    assert finders.find("favicon.svg") is not None
+    assert 'rel="icon" href="/static/favicon.svg"' in page
+
+
 def test_health_endpoint(client):
     response = client.get("/healthz")
 
