@@ -12,3 +12,17 @@ PAPER_F1 = dict(zip(AHE_CLASSES, (0.906, 0.874, 0.903, 0.953, 0.967, 0.937, 0.80
 
 # The best public fine-tune found on the same test set: ImageNet HRNet-W64.
 HRNET_W64_F1 = dict(zip(AHE_CLASSES, (0.937, 0.909, 0.944, 0.946, 0.949, 0.936, 0.940, 0.979, 0.966, 0.936)))
+
+# Images per class in AHE's official test split (1,404 in all), which both
+# rows above were scored on.
+AHE_TEST_COUNTS = dict(zip(AHE_CLASSES, (140, 50, 170, 210, 69, 142, 70, 240, 150, 163)))
+
+
+def is_ahe_test_set(counts: dict[str, int]) -> bool:
+    """Return whether per-class test image counts are those of AHE's official test split.
+
+    Only scores on that split can be set beside the published ones. The
+    counts identify it among real datasets, though a copy with other photos
+    and the same counts would pass.
+    """
+    return dict(counts) == AHE_TEST_COUNTS

@@ -64,7 +64,7 @@ class DatasetAdmin(admin.ModelAdmin):
 
 @admin.register(TrainingJob)
 class TrainingJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "status", "dataset", "backbone", "mode", "epochs", "progress_percent", "test_macro_f1", "created_at", "page_link"]
+    list_display = ["id", "status", "dataset", "backbone", "mode", "epochs", "progress_percent", "test_macro_f1_rounded", "created_at", "page_link"]
     list_filter = ["status", "mode", "backbone", "dataset"]
     actions = ["cancel_jobs", "promote_job"]
     add_fieldsets = [
@@ -118,6 +118,10 @@ class TrainingJobAdmin(admin.ModelAdmin):
     @admin.display(description="progress")
     def progress_percent(self, job: TrainingJob) -> str:
         return f"{job.progress * 100:.0f}%"
+
+    @admin.display(description="test macro-F1", ordering="test_macro_f1")
+    def test_macro_f1_rounded(self, job: TrainingJob) -> str:
+        return "–" if job.test_macro_f1 is None else f"{job.test_macro_f1:.3f}"
 
     @admin.display(description="job page")
     def page_link(self, job: TrainingJob) -> str:

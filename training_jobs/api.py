@@ -195,7 +195,7 @@ class TrainingJobListCreateApi(APIView):
         try:
             job = services.training_job_create(dataset=dataset, created_by=request.user, **values)
         except services.InvalidJobSettings as error:
-            raise serializers.ValidationError({error.field: [str(error)]}) from error
+            raise serializers.ValidationError({field: [message] for field, message in error.errors.items()}) from error
 
         data = presenters.job_detail(job, include_log=True)
         return Response(JobDetailSerializer(data, context={"request": request}).data, status=status.HTTP_201_CREATED)
@@ -255,6 +255,10 @@ class CompareRowSerializer(serializers.Serializer):
     label = serializers.CharField()
     job_id = serializers.IntegerField(allow_null=True)
     reference = serializers.BooleanField(help_text="True for the published results.")
+    comparable = serializers.BooleanField(
+        help_text="True when the row was scored on AHE's official test split, like the published results; "
+        "only then can its cells beat the paper."
+    )
     macro_f1 = serializers.FloatField(allow_null=True)
     accuracy = serializers.FloatField(allow_null=True)
     cells = CompareCellSerializer(many=True, help_text="One cell per class, in `classes` order.")

@@ -19,7 +19,8 @@ class DatasetRegisterForm(forms.ModelForm):
         fields = ["name", "path"]
         help_texts = {
             "name": "Leave blank to use the folder name.",
-            "path": "Absolute path on the server of a folder with train/<class>/ and test/<class>/.",
+            "path": "Absolute path on the server of a folder with train/ and test/ subfolders, "
+            "each holding one folder of images per class.",
         }
 
     name = forms.CharField(max_length=100, required=False)
@@ -102,8 +103,9 @@ class TrainingJobLaunchForm(forms.ModelForm):
         try:
             services.training_job_validate(dataset=cleaned["dataset"], values=values)
         except services.InvalidJobSettings as error:
-            field = error.field if error.field in self.fields else None
-            raise forms.ValidationError({field: str(error)} if field else str(error)) from error
+            # Every invalid field gets its message; one the form lacks goes above the form.
+            for field, message in error.errors.items():
+                self.add_error(field if field in self.fields else None, message)
         return cleaned
 
     def launch(self, user) -> TrainingJob:

@@ -38,6 +38,13 @@ class Dataset(models.Model):
         return sum(self.counts.get("test", {}).values())
 
     @property
+    def has_ahe_test_set(self) -> bool:
+        """Whether the test split is AHE's official one, on which the published F1 scores were measured."""
+        from ml.reference import is_ahe_test_set
+
+        return is_ahe_test_set(self.counts.get("test", {}))
+
+    @property
     def is_complete(self) -> bool:
         """Whether every class has images in both splits."""
         return not any(self.missing.get(split) for split in ("train", "test"))

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from training_jobs.models import (
@@ -173,8 +174,10 @@ def comparison_jobs(ids: str) -> list[TrainingJob]:
 def comparison_table(jobs: list[TrainingJob]) -> dict[str, Any]:
     """Build per-class test F1 rows for the references and the given succeeded jobs.
 
-    Each job cell carries `beats_paper`, true where its F1 is above the
-    ResNet of Llamas et al. (2017) for that class.
+    Each job row carries `comparable`, true when the job was scored on AHE's
+    official test split like the published rows. Each cell of a comparable
+    row carries `beats_paper`, true where its F1 is above the ResNet of
+    Llamas et al. (2017) for that class; other rows never beat it.
     """
     paper = REFERENCES[0]
     classes = list(paper.f1)
@@ -187,15 +190,20 @@ def comparison_table(jobs: list[TrainingJob]) -> dict[str, Any]:
     rows = [_reference_row(reference, classes, paper) for reference in REFERENCES]
     for job in jobs:
         scores = f1_by_job[job.pk]
+        comparable = job.dataset.has_ahe_test_set
+        label = f"Job {job.pk}: {job.backbone}, {job.get_mode_display().lower()}, {job.epochs} epoch{pluralize(job.epochs)}"
+        if not comparable:
+            label += f" (other test set, {job.dataset.test_images} images)"
         rows.append(
             {
                 "key": f"job-{job.pk}",
-                "label": f"Job {job.pk}: {job.backbone}, {job.get_mode_display().lower()}, {job.epochs} epochs",
+                "label": label,
                 "job_id": job.pk,
                 "reference": False,
+                "comparable": comparable,
                 "macro_f1": job.test_macro_f1,
                 "accuracy": job.test_accuracy,
-                "cells": [_cell(scores.get(name), paper.f1.get(name)) for name in classes],
+                "cells": [_cell(scores.get(name), paper.f1.get(name) if comparable else None) for name in classes],
             }
         )
     return {"classes": classes, "rows": rows}
@@ -208,6 +216,7 @@ def _reference_row(reference: ReferenceResult, classes: list[str], paper: Refere
         "source": reference.source,
         "job_id": None,
         "reference": True,
+        "comparable": True,
         "macro_f1": reference.macro_f1,
         "accuracy": None,
         "cells": [

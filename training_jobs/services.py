@@ -46,11 +46,16 @@ class InvalidTransition(TrainingJobError):
 
 
 class InvalidJobSettings(TrainingJobError):
-    """A hyper-parameter is invalid. `field` names it."""
+    """One or more settings are invalid.
 
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
+    `errors` maps each invalid field to its message, in the order checked,
+    and `field` is the first of them.
+    """
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__(" ".join(errors.values()))
+        self.errors = errors
+        self.field = next(iter(errors))
 
 
 class InvalidDataset(TrainingJobError):
@@ -115,37 +120,40 @@ def dataset_register(*, path: str | Path, name: str = "") -> Dataset:
 
 
 def training_job_validate(*, dataset: Dataset, values: dict[str, Any]) -> None:
-    """Check one job's settings. Raises InvalidJobSettings naming the first invalid field."""
+    """Check one job's settings. Raises InvalidJobSettings naming every invalid field."""
+    errors: dict[str, str] = {}
     if not dataset.is_complete:
         missing = ", ".join(f"{split}: {', '.join(names)}" for split, names in dataset.missing.items() if names)
-        raise InvalidJobSettings("dataset", f"dataset {dataset.name} has classes without images ({missing}).")
+        errors["dataset"] = f"dataset {dataset.name} has classes without images ({missing})."
     if values["mode"] not in TrainingJob.Mode.values:
-        raise InvalidJobSettings("mode", f"mode must be one of {', '.join(TrainingJob.Mode.values)}, not {values['mode']!r}.")
-    if not values.get("weights_file") and not backbone_is_available(values["backbone"]):
-        raise InvalidJobSettings(
-            "backbone",
-            f"backbone {values['backbone']!r} has no installed pretrained weights; "
-            "pick an EfficientNet-Lite variant or give a weights_file.",
-        )
+        errors["mode"] = f"mode must be one of {', '.join(TrainingJob.Mode.values)}, not {values['mode']!r}."
     weights_file = values.get("weights_file")
     if weights_file and not Path(weights_file).is_file():
-        raise InvalidJobSettings("weights_file", f"weights_file {weights_file} does not exist on the server.")
+        errors["weights_file"] = f"weights_file {weights_file} does not exist on the server."
+    elif not weights_file and not backbone_is_available(values["backbone"]):
+        errors["backbone"] = (
+            f"backbone {values['backbone']!r} has no installed pretrained weights; "
+            "pick an EfficientNet-Lite variant or give a weights_file."
+        )
 
     positive = {"epochs": 1000, "batch_size": 4096, "image_size": 1024}
     for field, maximum in positive.items():
         value = values[field]
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= maximum:
-            raise InvalidJobSettings(field, f"{field} must be a whole number from 1 to {maximum}, not {value!r}.")
-    if values["image_size"] < 32:
-        raise InvalidJobSettings("image_size", f"image_size must be at least 32 pixels, not {values['image_size']}.")
+            errors[field] = f"{field} must be a whole number from 1 to {maximum}, not {value!r}."
+    if "image_size" not in errors and values["image_size"] < 32:
+        errors["image_size"] = f"image_size must be at least 32 pixels, not {values['image_size']}."
     learning_rate = values["learning_rate"]
     if not isinstance(learning_rate, (int, float)) or not 0 < learning_rate <= 1:
-        raise InvalidJobSettings("learning_rate", f"learning_rate must be above 0 and at most 1, not {learning_rate!r}.")
+        errors["learning_rate"] = f"learning_rate must be above 0 and at most 1, not {learning_rate!r}."
     if not isinstance(values["seed"], int) or values["seed"] < 0:
-        raise InvalidJobSettings("seed", f"seed must be a whole number of 0 or more, not {values['seed']!r}.")
+        errors["seed"] = f"seed must be a whole number of 0 or more, not {values['seed']!r}."
+    if errors:
+        raise InvalidJobSettings(errors)
 
     # TrainConfig's own rules (such as batch_size >= 2) are the ones the worker
     # applies, so check them now rather than fail after the job was queued.
+    # Each of its "; "-separated messages starts with the field name.
     from ml.config import TrainConfig
     from ml.errors import ConfigError
 
@@ -155,8 +163,9 @@ def training_job_validate(*, dataset: Dataset, values: dict[str, Any]) -> None:
             data_dir=dataset.path, out_dir="", weights_file=values.get("weights_file") or None, **config_values
         ).validate()
     except ConfigError as error:
-        message = str(error)
-        raise InvalidJobSettings(message.split(" ", 1)[0], f"{message}.") from error
+        for message in str(error).split("; "):
+            errors.setdefault(message.split(" ", 1)[0], f"{message}.")
+        raise InvalidJobSettings(errors) from error
 
 
 def training_job_create(*, dataset: Dataset, created_by=None, **job_settings: Any) -> TrainingJob:
@@ -166,7 +175,7 @@ def training_job_create(*, dataset: Dataset, created_by=None, **job_settings: An
     """
     unknown = set(job_settings) - set(job_defaults())
     if unknown:
-        raise InvalidJobSettings(min(unknown), f"{', '.join(sorted(unknown))}: unknown job setting.")
+        raise InvalidJobSettings({name: f"{name}: unknown job setting." for name in sorted(unknown)})
     values = job_defaults() | {key: value for key, value in job_settings.items() if value is not None}
     values["weights_file"] = values.get("weights_file") or ""
     training_job_validate(dataset=dataset, values=values)
@@ -463,7 +472,13 @@ def training_job_promote(*, job: TrainingJob) -> TrainingJob:
 
     job.refresh_from_db()
     if job.status != Status.SUCCEEDED:
-        raise InvalidTransition(f"Training job {job.pk} has status {job.status}, but only a succeeded job can be promoted.")
+        message = f"Training job {job.pk} has status {job.status}, but only a succeeded job can be promoted."
+        if job.status == Status.CANCELLED and job.model_dir:
+            message += (
+                " Its kept checkpoint was never scored on the test set; download it and run "
+                "python -m ml evaluate, or launch a new job."
+            )
+        raise InvalidTransition(message)
     model_dir = Path(job.model_dir)
     description_file = model_dir / "model.json"
     if not (model_dir / "model.safetensors").is_file() or not description_file.is_file():

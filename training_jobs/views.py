@@ -1,7 +1,8 @@
 """HTML pages, chart JSON and downloads of training jobs.
 
 Anyone may read succeeded jobs. Queued, running, failed and cancelled jobs
-are visible to staff only, and other users get 404 for them.
+are visible to staff only (logged in, or with a staff API token), and other
+users get 404 for them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.exceptions import AuthenticationFailed
 
 from training_jobs import presenters, selectors, services
 from training_jobs.models import ClassMetric, TrainingJob
@@ -29,7 +32,18 @@ SAMPLE_PAGE_LIMIT = 200
 
 
 def _is_staff(request: HttpRequest) -> bool:
-    return request.user.is_authenticated and request.user.is_staff
+    """Whether a staff member sent the request, logged in or with an API token.
+
+    The API lists these pages' download links, so an API client's
+    `Authorization: Token ...` header must open them too.
+    """
+    if request.user.is_authenticated:
+        return request.user.is_staff
+    try:
+        authenticated = TokenAuthentication().authenticate(request)
+    except AuthenticationFailed:
+        return False
+    return authenticated is not None and authenticated[0].is_staff
 
 
 def _get_job(request: HttpRequest, job_id: int) -> TrainingJob:
@@ -72,6 +86,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         "is_staff": _is_staff(request),
         "can_cancel": job.status in (TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING),
         "can_promote": job.status == TrainingJob.Status.SUCCEEDED,
+        "comparable": job.dataset.has_ahe_test_set,
     }
     return render(request, "training_jobs/job_detail.html", context)
 

@@ -13,6 +13,12 @@
     .then((response) => response.json())
     .then((table) => {
       if (!table.rows) return;
+      // Start the axis at 0.5 as long as every bar reaches it, so that the
+      // differences near the top stay visible, and lower it in steps of 0.1
+      // otherwise, so that no bar is hidden below the axis.
+      const scores = table.rows.flatMap((row) => row.cells.map((cell) => cell.f1)).filter((f1) => f1 !== null);
+      const lowest = Math.min(0.5, ...scores);
+      const axisMin = Math.max(0, Math.floor(lowest * 10) / 10);
       new Chart(canvas, {
         type: "bar",
         data: {
@@ -25,9 +31,10 @@
         },
         options: {
           animation: false,
-          scales: { y: { min: 0.5, max: 1, title: { display: true, text: "F1" } } },
+          scales: { y: { min: axisMin, max: 1, title: { display: true, text: "F1" } } },
         },
       });
+      canvas.dataset.axisMin = String(axisMin);
       canvas.dataset.ready = "1";
     })
     .catch((error) => console.warn("comparison data request failed", error));

@@ -39,6 +39,20 @@ def dataset(db, dataset_folder) -> Dataset:
 
 
 @pytest.fixture
+def ahe_test_counts(dataset) -> Dataset:
+    """Give the tiny dataset the per-class test counts of AHE's official test split.
+
+    Only scores on that split are set beside the published ones, and the
+    counts are what identifies it.
+    """
+    from ml.reference import AHE_TEST_COUNTS
+
+    dataset.counts = {**dataset.counts, "test": dict(AHE_TEST_COUNTS)}
+    dataset.save(update_fields=["counts"])
+    return dataset
+
+
+@pytest.fixture
 def staff_user(db):
     return get_user_model().objects.create_user("staff", password="staff-password", is_staff=True, is_superuser=True)
 

@@ -68,6 +68,20 @@ def test_create_rejects_invalid_value_naming_field(staff_client, dataset, sent):
     assert not TrainingJob.objects.exists()
 
 
+def test_create_names_every_invalid_field(staff_client, dataset, sent):
+    response = staff_client.post(
+        "/api/v1/training-jobs/",
+        {"dataset": dataset.pk, "epochs": 0, "learning_rate": 2.0, "seed": -4},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400
+    fields = response.json()["error"]["fields"]
+    assert set(fields) == {"epochs", "learning_rate", "seed"}
+    assert "seed must be a whole number of 0 or more" in fields["seed"][0]
+    assert not TrainingJob.objects.exists()
+
+
 def test_create_rejects_unknown_mode(staff_client, dataset, sent):
     response = staff_client.post(
         "/api/v1/training-jobs/", {"dataset": dataset.pk, "mode": "distill"}, content_type="application/json"
@@ -182,7 +196,7 @@ def test_datasets_hide_path_from_public(anonymous_client, staff_client, dataset)
     assert staff[0]["path"] == dataset.path
 
 
-def test_compare_has_reference_rows(anonymous_client, succeeded_job):
+def test_compare_has_reference_rows(anonymous_client, ahe_test_counts, succeeded_job):
     response = anonymous_client.get(f"/api/v1/training-jobs/compare/?ids={succeeded_job.pk}")
 
     assert response.status_code == 200
@@ -193,9 +207,23 @@ def test_compare_has_reference_rows(anonymous_client, succeeded_job):
     assert body["rows"][0]["cells"][altar]["f1"] == 0.906
     assert body["rows"][1]["cells"][altar]["f1"] == 0.937
     job_row = body["rows"][2]
+    assert job_row["comparable"] is True
+    assert job_row["label"] == f"Job {succeeded_job.pk}: efficientnet_lite0, full fine-tune, 1 epoch"
     assert job_row["cells"][altar] == {"f1": 0.8, "beats_paper": False}
     assert job_row["cells"][vault] == {"f1": 1.0, "beats_paper": True}
     assert job_row["cells"][body["classes"].index("gargoyle")]["f1"] is None
+
+
+def test_compare_other_test_set_never_beats_paper(anonymous_client, succeeded_job):
+    body = anonymous_client.get(f"/api/v1/training-jobs/compare/?ids={succeeded_job.pk}").json()
+
+    job_row = body["rows"][2]
+    vault = body["classes"].index("vault")
+    assert job_row["comparable"] is False
+    assert job_row["label"].endswith("(other test set, 9 images)")
+    assert job_row["cells"][vault] == {"f1": 1.0, "beats_paper": False}
+    assert not any(cell["beats_paper"] for cell in job_row["cells"])
+    assert all(row["comparable"] for row in body["rows"][:2])
 
 
 def test_compare_rejects_unknown_job(anonymous_client, make_job):

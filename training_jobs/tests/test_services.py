@@ -124,6 +124,24 @@ def test_create_rejects_invalid_settings(dataset, values, field):
     assert not TrainingJob.objects.exists()
 
 
+def test_create_reports_every_invalid_field(dataset):
+    with pytest.raises(services.InvalidJobSettings) as error:
+        services.training_job_create(dataset=dataset, epochs=0, learning_rate=-1.0, image_size=7)
+
+    assert list(error.value.errors) == ["epochs", "image_size", "learning_rate"]
+    assert error.value.field == "epochs"
+    assert "epochs must be a whole number" in str(error.value)
+    assert "learning_rate must be above 0" in str(error.value)
+
+
+def test_create_reports_train_config_rules(dataset):
+    with pytest.raises(services.InvalidJobSettings) as error:
+        services.training_job_create(dataset=dataset, batch_size=1)
+
+    assert list(error.value.errors) == ["batch_size"]
+    assert "batch_size must be at least 2" in error.value.errors["batch_size"]
+
+
 def test_create_rejects_dataset_with_missing_class(dataset):
     dataset.missing = {"train": [], "test": ["vault"]}
     dataset.save()
@@ -367,6 +385,17 @@ def test_promote_rejects_unsucceeded_job(make_job, status):
         services.training_job_promote(job=job)
 
     assert not ModelVersion.objects.filter(is_active=True).exists()
+
+
+def test_promote_cancelled_job_explains_checkpoint(make_job, tmp_path):
+    from ml.testing import make_tiny_checkpoint
+
+    job = make_job(Status.RUNNING)
+    model_dir = make_tiny_checkpoint(tmp_path / "best", class_names=["altar", "apse", "vault"])
+    services.training_job_mark_cancelled(claim=job.claim, model_dir=model_dir, best_epoch=1)
+
+    with pytest.raises(services.InvalidTransition, match="never scored on the test set"):
+        services.training_job_promote(job=job)
 
 
 def test_promote_rejects_missing_model_files(succeeded_job):

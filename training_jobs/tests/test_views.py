@@ -21,7 +21,7 @@ def test_dashboard_lists_succeeded_jobs_publicly(anonymous_client, succeeded_job
     assert "Paper: ResNet" in page
 
 
-def test_job_page_shows_results(anonymous_client, succeeded_job):
+def test_job_page_shows_results(anonymous_client, ahe_test_counts, succeeded_job):
     response = anonymous_client.get(f"/training/jobs/{succeeded_job.pk}/")
 
     page = response.content.decode()
@@ -142,12 +142,65 @@ def test_cancelled_checkpoint_download_staff_only(anonymous_client, staff_client
     assert staff_client.get(url).status_code == 200
 
 
-def test_compare_page_marks_cells_beating_paper(anonymous_client, succeeded_job):
+def test_cancelled_checkpoint_download_with_token(anonymous_client, staff_user, registered_user, make_job, tmp_path):
+    from ml.testing import make_tiny_checkpoint
+    from rest_framework.authtoken.models import Token
+
+    job = make_job(Status.RUNNING)
+    model_dir = make_tiny_checkpoint(tmp_path / "best", class_names=["altar", "apse", "vault"])
+    services.training_job_mark_cancelled(claim=job.claim, model_dir=model_dir, best_epoch=1)
+    url = f"/training/jobs/{job.pk}/model/model.json"
+    staff_token = Token.objects.create(user=staff_user).key
+    visitor_token = Token.objects.create(user=registered_user).key
+
+    assert anonymous_client.get(url, HTTP_AUTHORIZATION=f"Token {staff_token}").status_code == 200
+    assert anonymous_client.get(url, HTTP_AUTHORIZATION=f"Token {visitor_token}").status_code == 404
+    assert anonymous_client.get(url, HTTP_AUTHORIZATION="Token not-a-token").status_code == 404
+
+
+def test_cancelled_job_page_offers_checkpoint(staff_client, make_job, tmp_path):
+    from ml.testing import make_tiny_checkpoint
+
+    job = make_job(Status.RUNNING)
+    model_dir = make_tiny_checkpoint(tmp_path / "best", class_names=["altar", "apse", "vault"])
+    services.training_job_mark_cancelled(claim=job.claim, model_dir=model_dir, best_epoch=1)
+
+    page = staff_client.get(f"/training/jobs/{job.pk}/").content.decode()
+
+    assert "The best checkpoint so far, from epoch 1," in page
+    assert f"/training/jobs/{job.pk}/model/model.safetensors" in page
+    assert 'id="promote-form"' not in page
+    assert "Compare with the published results" not in page
+
+
+def test_compare_page_marks_cells_beating_paper(anonymous_client, ahe_test_counts, succeeded_job):
     page = anonymous_client.get(f"/training/compare/?ids={succeeded_job.pk}").content.decode()
 
     assert "Best public fine-tune: HRNet-W64" in page
     assert '<td class="beats-paper">1.000</td>' in page
     assert 'id="compare-chart"' in page
+    assert "not-comparable" not in page
+
+
+def test_compare_page_other_test_set_unmarked(anonymous_client, succeeded_job):
+    page = anonymous_client.get(f"/training/compare/?ids={succeeded_job.pk}").content.decode()
+
+    assert '<td class="beats-paper">' not in page
+    assert 'class="job not-comparable"' in page
+    assert "(other test set, 9 images)" in page
+
+
+def test_job_page_compares_only_ahe_test_set(anonymous_client, make_job, ahe_test_counts):
+    job = make_job(TrainingJob.Status.SUCCEEDED)
+    comparable = anonymous_client.get(f"/training/jobs/{job.pk}/").content.decode()
+    ahe_test_counts.counts = {**ahe_test_counts.counts, "test": {"altar": 3, "apse": 3, "vault": 3}}
+    ahe_test_counts.save()
+    other = anonymous_client.get(f"/training/jobs/{job.pk}/").content.decode()
+
+    assert "<th>Paper F1</th>" in comparable
+    assert 'id="not-comparable"' not in comparable
+    assert "<th>Paper F1</th>" not in other
+    assert 'id="not-comparable"' in other
 
 
 def test_compare_json_feeds_chart(anonymous_client, succeeded_job):
@@ -216,6 +269,29 @@ def test_admin_launches_job_after_commit(staff_client, dataset, monkeypatch, dja
     assert response["Location"] == f"/training/jobs/{job.pk}/"
     assert (job.backbone, job.mode, job.epochs, job.created_by.username) == ("efficientnet_lite0", "linear-probe", 2, "staff")
     assert sent == [job.pk]
+
+
+def test_admin_form_shows_every_invalid_field(staff_client, dataset, monkeypatch):
+    monkeypatch.setattr(services, "training_job_enqueue", lambda job_id: pytest.fail("nothing may be sent"))
+
+    response = staff_client.post(
+        "/admin/training_jobs/trainingjob/add/",
+        {
+            "dataset": dataset.pk,
+            "backbone": "efficientnet_lite0",
+            "mode": "finetune",
+            "epochs": 0,
+            "batch_size": 8,
+            "learning_rate": -1,
+            "image_size": 7,
+            "seed": 0,
+        },
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert set(errors) == {"epochs", "learning_rate", "image_size"}
+    assert not TrainingJob.objects.exists()
 
 
 def test_admin_form_names_invalid_field(staff_client, dataset, monkeypatch):
