@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -74,8 +75,14 @@ def evaluate(
 
     dataset = ImageListDataset(images, labels, EvalTransform.from_description(description))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    logger.info(
+        "scoring %s on %d %s images (%d unreadable skipped), TTA %s, on %s",
+        description.get("model_version", model_dir), len(images), split, len(bad), "on" if tta else "off", torch_device,
+    )  # fmt: skip
+    started = time.perf_counter()
     probabilities, true = predict_probabilities(model, loader, torch_device, tta)
     predicted = probabilities.argmax(axis=1)
+    logger.info("scored %d images in %.0f s", len(images), time.perf_counter() - started)
 
     report = classification_report(true.tolist(), predicted.tolist(), class_names)
     report["split"] = split

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from ml.checkpoints import read_description
 from ml.evaluation import evaluate, read_near_duplicates
 from ml.metrics import bootstrap_intervals, classification_report
 from ml.reference import HRNET_W64_F1, PAPER_F1
+
+logger = logging.getLogger(__name__)
 
 
 def evaluation_summary(model_dir, data_dir, split="test", tta=True, device="auto") -> dict:
@@ -34,6 +38,7 @@ def evaluation_summary(model_dir, data_dir, split="test", tta=True, device="auto
             "macro_f1": subset["macro_f1"],
         }
 
+    logger.info("computing 95%% bootstrap intervals over %d images", len(report["samples"]))
     intervals = bootstrap_intervals(
         [index[s["true"]] for s in report["samples"]], [index[s["pred"]] for s in report["samples"]], class_names
     )
