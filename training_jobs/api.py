@@ -159,6 +159,28 @@ class DatasetListApi(APIView):
 # Jobs
 
 
+def _all_setting_errors(serializer: serializers.Serializer, data) -> dict[str, list[str]]:
+    """Add the job rules' errors for the fields that parsed to the serializer's own errors.
+
+    DRF stops at type errors, so without this a request with one unparsable
+    value would learn about its other invalid settings only on the next try.
+    """
+    errors = {field: list(messages) for field, messages in serializer.errors.items()}
+    parsed = {}
+    for name, field in serializer.fields.items():
+        if name in errors or name not in data:
+            continue
+        try:
+            parsed[name] = field.run_validation(data[name])
+        except serializers.ValidationError:
+            continue
+    dataset = parsed.pop("dataset", None)
+    values = {name: value for name, value in (selectors.job_defaults() | parsed).items() if name not in errors}
+    for field, message in services.training_job_settings_errors(dataset=dataset, values=values).items():
+        errors.setdefault(field, []).append(message)
+    return errors
+
+
 class TrainingJobListCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         class Meta:
@@ -188,7 +210,8 @@ class TrainingJobListCreateApi(APIView):
     @extend_schema(request=InputSerializer, responses={201: JobDetailSerializer}, tags=["training"])
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        if not serializer.is_valid():
+            raise serializers.ValidationError(_all_setting_errors(serializer, request.data))
         values = dict(serializer.validated_data)
         dataset = values.pop("dataset")
 

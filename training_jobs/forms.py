@@ -90,22 +90,26 @@ class TrainingJobLaunchForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        if self.errors:
-            return cleaned
-
-        if cleaned["backbone"] == self.OTHER:
+        unnamed_backbone = False
+        if cleaned.get("backbone") == self.OTHER:
             other = (cleaned.get("other_backbone") or "").strip()
-            if not other:
-                raise forms.ValidationError({"other_backbone": "Name the timm architecture to train."})
-            cleaned["backbone"] = other
-        values = {name: cleaned.get(name) for name in selectors.JOB_SETTINGS}
-        values["weights_file"] = values["weights_file"] or ""
-        try:
-            services.training_job_validate(dataset=cleaned["dataset"], values=values)
-        except services.InvalidJobSettings as error:
-            # Every invalid field gets its message; one the form lacks goes above the form.
-            for field, message in error.errors.items():
-                self.add_error(field if field in self.fields else None, message)
+            if other:
+                cleaned["backbone"] = other
+            else:
+                unnamed_backbone = True
+                self.add_error("other_backbone", "Name the timm architecture to train.")
+
+        # Fields that failed to parse already carry their own error and are
+        # missing from `cleaned`, so the rules below check only the others,
+        # and every invalid field is reported in one submit.
+        values = {name: cleaned[name] for name in selectors.JOB_SETTINGS if name in cleaned}
+        if unnamed_backbone:
+            values.pop("backbone", None)
+        if "weights_file" in values:
+            values["weights_file"] = values["weights_file"] or ""
+        errors = services.training_job_settings_errors(dataset=cleaned.get("dataset"), values=values)
+        for field, message in errors.items():
+            self.add_error(field if field in self.fields else None, message)
         return cleaned
 
     def launch(self, user) -> TrainingJob:

@@ -29,7 +29,7 @@ from training_jobs.models import (
     SamplePrediction,
     TrainingJob,
 )
-from training_jobs.selectors import backbone_is_available, job_defaults
+from training_jobs.selectors import JOB_SETTINGS, backbone_is_available, job_defaults
 
 logger = logging.getLogger(__name__)
 
@@ -119,41 +119,51 @@ def dataset_register(*, path: str | Path, name: str = "") -> Dataset:
 # Launch and cancel
 
 
-def training_job_validate(*, dataset: Dataset, values: dict[str, Any]) -> None:
-    """Check one job's settings. Raises InvalidJobSettings naming every invalid field."""
+# Whole-number settings and their inclusive ranges. TrainConfig accepts
+# image sizes from 16 px, but EfficientNet's five stride-2 stages leave a
+# 1x1 feature map below 32 px.
+WHOLE_NUMBER_RANGES = {"epochs": (1, 1000), "batch_size": (2, 4096), "image_size": (32, 1024), "seed": (0, 2**31 - 1)}
+
+
+def training_job_settings_errors(*, dataset: Dataset | None, values: dict[str, Any]) -> dict[str, str]:
+    """Return a message for each invalid job setting, in form order; empty when all are valid.
+
+    Settings missing from `values` are skipped, so a form or serializer can
+    check the fields that parsed and report the others' own errors beside
+    these. The rules of TrainConfig, which the worker applies, are checked
+    only when every setting and the dataset are present and valid.
+    """
     errors: dict[str, str] = {}
-    if not dataset.is_complete:
+    if dataset is not None and not dataset.is_complete:
         missing = ", ".join(f"{split}: {', '.join(names)}" for split, names in dataset.missing.items() if names)
         errors["dataset"] = f"dataset {dataset.name} has classes without images ({missing})."
-    if values["mode"] not in TrainingJob.Mode.values:
+    if "mode" in values and values["mode"] not in TrainingJob.Mode.values:
         errors["mode"] = f"mode must be one of {', '.join(TrainingJob.Mode.values)}, not {values['mode']!r}."
     weights_file = values.get("weights_file")
     if weights_file and not Path(weights_file).is_file():
         errors["weights_file"] = f"weights_file {weights_file} does not exist on the server."
-    elif not weights_file and not backbone_is_available(values["backbone"]):
+    elif not weights_file and "backbone" in values and not backbone_is_available(values["backbone"]):
         errors["backbone"] = (
             f"backbone {values['backbone']!r} has no installed pretrained weights; "
             "pick an EfficientNet-Lite variant or give a weights_file."
         )
 
-    positive = {"epochs": 1000, "batch_size": 4096, "image_size": 1024}
-    for field, maximum in positive.items():
+    for field, (low, high) in WHOLE_NUMBER_RANGES.items():
+        if field not in values:
+            continue
         value = values[field]
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= maximum:
-            errors[field] = f"{field} must be a whole number from 1 to {maximum}, not {value!r}."
-    if "image_size" not in errors and values["image_size"] < 32:
-        errors["image_size"] = f"image_size must be at least 32 pixels, not {values['image_size']}."
-    learning_rate = values["learning_rate"]
-    if not isinstance(learning_rate, (int, float)) or not 0 < learning_rate <= 1:
-        errors["learning_rate"] = f"learning_rate must be above 0 and at most 1, not {learning_rate!r}."
-    if not isinstance(values["seed"], int) or values["seed"] < 0:
-        errors["seed"] = f"seed must be a whole number of 0 or more, not {values['seed']!r}."
-    if errors:
-        raise InvalidJobSettings(errors)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            errors[field] = f"{field} must be a whole number from {low} to {high}, not {value!r}."
+    if "learning_rate" in values:
+        learning_rate = values["learning_rate"]
+        if not isinstance(learning_rate, (int, float)) or isinstance(learning_rate, bool) or not 0 < learning_rate <= 1:
+            errors["learning_rate"] = f"learning_rate must be above 0 and at most 1, not {learning_rate!r}."
+    if errors or dataset is None or not set(JOB_SETTINGS) <= set(values):
+        return errors
 
-    # TrainConfig's own rules (such as batch_size >= 2) are the ones the worker
-    # applies, so check them now rather than fail after the job was queued.
-    # Each of its "; "-separated messages starts with the field name.
+    # TrainConfig's own rules are the ones the worker applies, so check them
+    # now rather than fail after the job was queued. Each of its
+    # "; "-separated messages starts with the field name.
     from ml.config import TrainConfig
     from ml.errors import ConfigError
 
@@ -165,7 +175,14 @@ def training_job_validate(*, dataset: Dataset, values: dict[str, Any]) -> None:
     except ConfigError as error:
         for message in str(error).split("; "):
             errors.setdefault(message.split(" ", 1)[0], f"{message}.")
-        raise InvalidJobSettings(errors) from error
+    return errors
+
+
+def training_job_validate(*, dataset: Dataset, values: dict[str, Any]) -> None:
+    """Check one job's settings. Raises InvalidJobSettings naming every invalid field."""
+    errors = training_job_settings_errors(dataset=dataset, values=values)
+    if errors:
+        raise InvalidJobSettings(errors)
 
 
 def training_job_create(*, dataset: Dataset, created_by=None, **job_settings: Any) -> TrainingJob:

@@ -78,8 +78,33 @@ def test_create_names_every_invalid_field(staff_client, dataset, sent):
     assert response.status_code == 400
     fields = response.json()["error"]["fields"]
     assert set(fields) == {"epochs", "learning_rate", "seed"}
-    assert "seed must be a whole number of 0 or more" in fields["seed"][0]
+    assert fields["seed"] == ["seed must be a whole number from 0 to 2147483647, not -4."]
     assert not TrainingJob.objects.exists()
+
+
+def test_create_reports_parse_and_rule_errors(staff_client, dataset, sent):
+    response = staff_client.post(
+        "/api/v1/training-jobs/",
+        {"dataset": dataset.pk, "epochs": "abc", "learning_rate": -1, "image_size": 7, "batch_size": 0, "mode": "bogus"},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400
+    fields = response.json()["error"]["fields"]
+    assert set(fields) == {"epochs", "learning_rate", "image_size", "batch_size", "mode"}
+    assert fields["image_size"] == ["image_size must be a whole number from 32 to 1024, not 7."]
+    assert not TrainingJob.objects.exists()
+
+
+def test_create_unknown_dataset_still_checks_settings(staff_client, db, sent):
+    response = staff_client.post(
+        "/api/v1/training-jobs/",
+        {"dataset": 99, "epochs": 0, "backbone": "nope"},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) == {"dataset", "epochs", "backbone"}
 
 
 def test_create_rejects_unknown_mode(staff_client, dataset, sent):

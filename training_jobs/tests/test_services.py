@@ -134,12 +134,18 @@ def test_create_reports_every_invalid_field(dataset):
     assert "learning_rate must be above 0" in str(error.value)
 
 
-def test_create_reports_train_config_rules(dataset):
+def test_create_states_each_range(dataset):
     with pytest.raises(services.InvalidJobSettings) as error:
-        services.training_job_create(dataset=dataset, batch_size=1)
+        services.training_job_create(dataset=dataset, batch_size=1, image_size=100000)
 
-    assert list(error.value.errors) == ["batch_size"]
-    assert "batch_size must be at least 2" in error.value.errors["batch_size"]
+    assert error.value.errors["batch_size"] == "batch_size must be a whole number from 2 to 4096, not 1."
+    assert error.value.errors["image_size"] == "image_size must be a whole number from 32 to 1024, not 100000."
+
+
+def test_settings_errors_skip_missing_values(dataset):
+    errors = services.training_job_settings_errors(dataset=None, values={"epochs": 0, "mode": "finetune"})
+
+    assert errors == {"epochs": "epochs must be a whole number from 1 to 1000, not 0."}
 
 
 def test_create_rejects_dataset_with_missing_class(dataset):

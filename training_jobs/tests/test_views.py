@@ -294,6 +294,32 @@ def test_admin_form_shows_every_invalid_field(staff_client, dataset, monkeypatch
     assert not TrainingJob.objects.exists()
 
 
+def test_admin_form_reports_parse_and_rule_errors(staff_client, dataset, monkeypatch):
+    monkeypatch.setattr(services, "training_job_enqueue", lambda job_id: pytest.fail("nothing may be sent"))
+
+    response = staff_client.post(
+        "/admin/training_jobs/trainingjob/add/",
+        {
+            "dataset": dataset.pk,
+            "backbone": "__other__",
+            "other_backbone": "",
+            "mode": "finetune",
+            "epochs": "abc",
+            "batch_size": 0,
+            "learning_rate": "",
+            "image_size": 7,
+            "seed": -5,
+        },
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert set(errors) == {"other_backbone", "epochs", "batch_size", "learning_rate", "image_size", "seed"}
+    assert errors["other_backbone"] == ["Name the timm architecture to train."]
+    assert "whole number" in errors["epochs"][0]
+    assert not TrainingJob.objects.exists()
+
+
 def test_admin_form_names_invalid_field(staff_client, dataset, monkeypatch):
     monkeypatch.setattr(services, "training_job_enqueue", lambda job_id: pytest.fail("nothing may be sent"))
 
