@@ -143,7 +143,8 @@ def inspect_image(
             f"“{name}” is truncated or corrupt and cannot be read. Try saving or exporting it again.",
         ) from None
 
-    return InspectedImage(format=image.format, width=width, height=height, rgb=rgb)
+    # The stored size is the upright one, as pages and the API show the photo.
+    return InspectedImage(format=image.format, width=rgb.width, height=rgb.height, rgb=rgb)
 
 
 def encode_jpeg_copy(rgb: Image.Image, max_side: int, quality: int) -> bytes:

@@ -68,8 +68,10 @@ def save_checkpoint(model: nn.Module, description: dict, out_dir: str | Path) ->
     handle, temporary = tempfile.mkstemp(dir=out_dir, prefix=f".{WEIGHTS_NAME}.", suffix=".tmp")
     os.close(handle)
     try:
-        os.chmod(temporary, 0o644)
         save_file(state, temporary, metadata={"backbone": description["backbone"]})
+        # save_file replaces the file with one only its owner can read, so the
+        # mode is set after it. Workers and the web process may run as other users.
+        os.chmod(temporary, 0o644)
         digest = sha256_of(Path(temporary))
         os.replace(temporary, weights_path)
     except BaseException:

@@ -96,6 +96,7 @@ def test_inspect_applies_exif_orientation():
     inspected = inspect_image("portrait.jpg", data, **LIMITS)
 
     assert inspected.rgb.size == (20, 60)
+    assert (inspected.width, inspected.height) == (20, 60)
 
 
 def test_inspect_composites_transparency_on_white():

@@ -36,6 +36,13 @@ def test_round_trip_keeps_logits_and_description(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_saved_files_readable_by_others(tmp_path):
+    make_tiny_checkpoint(tmp_path, CLASSES)
+
+    for name in ("model.safetensors", "model.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+
+
 def test_load_rejects_wrong_class_count(tmp_path):
     make_tiny_checkpoint(tmp_path, CLASSES)
     description = read_description(tmp_path)
