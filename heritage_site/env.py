@@ -96,3 +96,15 @@ def env_rate(name: str, default: str) -> str:
             f"Environment variable {name}={value!r} is not a rate; use NUMBER/PERIOD, e.g. 30/hour."
         )
     return value
+
+
+def env_url(name: str, default: str | None, schemes: tuple[str, ...], *, required: bool = False) -> str:
+    """Read a URL and check that its scheme is one this setting supports."""
+    value = env_str(name, default, required=required)
+    scheme, separator, _ = value.partition("://")
+    if not separator or scheme.lower() not in schemes:
+        raise ImproperlyConfigured(
+            f"Environment variable {name}={value!r} is not a supported URL. "
+            f"It must start with one of: {', '.join(scheme + '://' for scheme in schemes)}."
+        )
+    return value

@@ -21,6 +21,7 @@ from heritage_site.env import (
     env_list,
     env_rate,
     env_str,
+    env_url,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -90,10 +91,16 @@ TEMPLATES = [
 
 # Database: DATABASE_URL, e.g. postgres://user:password@host:5432/name.
 _DEFAULT_DATABASE_URL = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+# The schemes of the database backends this project supports and tests.
+_DATABASE_SCHEMES = ("postgres", "postgresql", "pgsql", "sqlite")
 if IS_PRODUCTION:
-    DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", required=True), conn_max_age=60)}
+    _DATABASE_URL = env_url("DATABASE_URL", None, _DATABASE_SCHEMES, required=True)
 else:
-    DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _DEFAULT_DATABASE_URL), conn_max_age=0)}
+    _DATABASE_URL = env_url("DATABASE_URL", _DEFAULT_DATABASE_URL, _DATABASE_SCHEMES)
+try:
+    DATABASES = {"default": dj_database_url.parse(_DATABASE_URL, conn_max_age=60 if IS_PRODUCTION else 0)}
+except ValueError as error:
+    raise ImproperlyConfigured(f"Environment variable DATABASE_URL cannot be read: {error}") from None
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web process and the workers write to the same file. Wait up to
@@ -150,7 +157,7 @@ STORAGES = {
 
 # Caches hold throttle counters, so production needs one shared cache
 # (CACHE_URL=redis://...) or each gunicorn process counts on its own.
-_CACHE_URL = env_str("CACHE_URL", "")
+_CACHE_URL = env_url("CACHE_URL", "", ("redis", "rediss")) if env_str("CACHE_URL", "") else ""
 if _CACHE_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL}}
 else:
@@ -202,8 +209,12 @@ SPECTACULAR_SETTINGS = {
 
 # Celery. CELERY_BROKER_URL=redis://host:6379/0 in production; the local
 # default is kombu's filesystem transport, which needs no server.
+# Redis and the filesystem transport are the brokers this project tests.
+_BROKER_SCHEMES = ("redis", "rediss", "filesystem")
 CELERY_BROKER_URL = (
-    env_str("CELERY_BROKER_URL", required=True) if IS_PRODUCTION else env_str("CELERY_BROKER_URL", "filesystem://")
+    env_url("CELERY_BROKER_URL", None, _BROKER_SCHEMES, required=True)
+    if IS_PRODUCTION
+    else env_url("CELERY_BROKER_URL", "filesystem://", _BROKER_SCHEMES)
 )
 BROKER_DIR = Path(env_str("CELERY_BROKER_DIR", str(VAR_DIR / "broker")))
 INFERENCE_TASK_SOFT_TIME_LIMIT = env_int("INFERENCE_TASK_SOFT_TIME_LIMIT", 120, minimum=1)
@@ -257,6 +268,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -71,6 +71,12 @@ def test_production_rejects_missing_secrets(env, expected):
         ({"THROTTLE_ANON_UPLOADS": "lots"}, "is not a rate"),
         ({"DJANGO_ENV": "staging"}, "DJANGO_ENV='staging' is invalid"),
         ({"INFERENCE_CLAIM_TIMEOUT": "10"}, "INFERENCE_CLAIM_TIMEOUT must be longer"),
+        ({"DATABASE_URL": "postgre://u:p@db/h"}, "DATABASE_URL='postgre://u:p@db/h' is not a supported URL"),
+        ({"DATABASE_URL": "db.example.org"}, "DATABASE_URL='db.example.org' is not a supported URL"),
+        ({"CELERY_BROKER_URL": "redis:/localhost"}, "CELERY_BROKER_URL='redis:/localhost' is not a supported URL"),
+        ({"CELERY_BROKER_URL": "amqp://localhost"}, "It must start with one of: redis://, rediss://, filesystem://"),
+        ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL='verbose' is invalid"),
+        ({"CACHE_URL": "memcached://localhost"}, "CACHE_URL='memcached://localhost' is not a supported URL"),
     ],
 )
 def test_invalid_setting_values_rejected(env, expected):
