@@ -272,3 +272,21 @@ def test_upload_create_makes_jpeg_copies_of_any_format(case):
             assert image.format == "JPEG"
             assert image.mode == "RGB"
             assert image.size == (40, 30)
+
+
+def test_migration_swaps_sizes_recorded_before_rotation():
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("classifier.migrations.0002_upright_image_sizes")
+    portrait = services.upload_create(name="portrait.jpg", data=make_image_bytes("JPEG", (30, 70))).stored_image
+    landscape = services.upload_create(name="landscape.jpg", data=make_image_bytes("JPEG", (70, 30))).stored_image
+    StoredImage.objects.filter(pk=portrait.pk).update(width=70, height=30)
+
+    migration.swap_rotated_sizes(apps, None)
+
+    portrait.refresh_from_db()
+    landscape.refresh_from_db()
+    assert (portrait.width, portrait.height) == (30, 70)
+    assert (landscape.width, landscape.height) == (70, 30)
