@@ -36,7 +36,7 @@ class UploadUserThrottle(UserRateThrottle):
 
 class PredictionOutput(serializers.Serializer):
     label = serializers.CharField()
-    probabilities = serializers.DictField(child=serializers.FloatField())
+    probabilities = serializers.DictField(child=serializers.FloatField(), source="ordered_probabilities")
     model_version = serializers.CharField(source="model_version.version", default=None, allow_null=True)
     predicted_at = serializers.DateTimeField(source="finished_at")
 
@@ -50,6 +50,9 @@ class ImageOutput(serializers.Serializer):
     page_url = serializers.SerializerMethodField()
     image_url = serializers.SerializerMethodField()
     thumbnail_url = serializers.SerializerMethodField()
+    original_url = serializers.SerializerMethodField(
+        help_text="The uploaded file, metadata included; null unless the uploader or staff asks."
+    )
     width = serializers.IntegerField(source="stored_image.width")
     height = serializers.IntegerField(source="stored_image.height")
     created = serializers.DateTimeField()
@@ -87,6 +90,12 @@ class ImageOutput(serializers.Serializer):
 
     def get_thumbnail_url(self, upload: Upload) -> str:
         return self._absolute(reverse("classifier:thumbnail-file", args=[upload.pk]))
+
+    def get_original_url(self, upload: Upload) -> str | None:
+        request = self.context.get("request")
+        if request is None or not selectors.can_see_private(request.user, upload):
+            return None
+        return self._absolute(reverse("classifier:original-file", args=[upload.pk]))
 
 
 class UploadResultsOutput(serializers.Serializer):

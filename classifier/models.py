@@ -127,6 +127,14 @@ class Prediction(models.Model):
             return None
         return (self.finished_at - self.created).total_seconds() * 1000
 
+    @property
+    def ordered_probabilities(self) -> dict[str, float]:
+        """The probabilities in the model's class order (PostgreSQL's jsonb does not keep key order)."""
+        order = self.model_version.class_names if self.model_version else []
+        known = [name for name in order if name in self.probabilities]
+        rest = sorted(name for name in self.probabilities if name not in order)
+        return {name: self.probabilities[name] for name in known + rest}
+
     def top_probabilities(self, count: int = 3) -> list[tuple[str, float]]:
         ranked = sorted(self.probabilities.items(), key=lambda item: item[1], reverse=True)
         return ranked[:count]

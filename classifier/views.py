@@ -18,6 +18,7 @@ from classifier import selectors, services
 from classifier.api import UploadAnonThrottle, UploadUserThrottle, create_uploads
 from classifier.imaging import ACCEPT_ATTRIBUTE
 from classifier.models import Prediction, Upload
+from heritage_site.api import request_user
 
 
 def _throttle_wait(request: HttpRequest) -> float | None:
@@ -95,8 +96,8 @@ def gallery(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _upload_or_404(request: HttpRequest, upload_id: int) -> Upload:
-    upload = selectors.upload_get_for_user(upload_id, request.user)
+def _upload_or_404(request: HttpRequest, upload_id: int, user=None) -> Upload:
+    upload = selectors.upload_get_for_user(upload_id, user or request.user)
     if upload is None:
         raise Http404("Image not found.")
     return upload
@@ -158,21 +159,22 @@ def _file_response(name: str, *, public: bool) -> FileResponse:
 
 @require_GET
 def display_file(request: HttpRequest, upload_id: int) -> FileResponse:
-    upload = _upload_or_404(request, upload_id)
+    upload = _upload_or_404(request, upload_id, request_user(request))
     return _file_response(upload.stored_image.display.name, public=not upload.is_hidden)
 
 
 @require_GET
 def thumbnail_file(request: HttpRequest, upload_id: int) -> FileResponse:
-    upload = _upload_or_404(request, upload_id)
+    upload = _upload_or_404(request, upload_id, request_user(request))
     return _file_response(upload.stored_image.thumbnail.name, public=not upload.is_hidden)
 
 
 @require_GET
 def original_file(request: HttpRequest, upload_id: int) -> FileResponse:
     """Serve the uploaded bytes, EXIF included, to the uploader and staff only."""
-    upload = _upload_or_404(request, upload_id)
-    if not selectors.can_see_private(request.user, upload):
+    user = request_user(request)
+    upload = _upload_or_404(request, upload_id, user)
+    if not selectors.can_see_private(user, upload):
         raise Http404("Image not found.")
 
     response = _file_response(upload.stored_image.original.name, public=False)

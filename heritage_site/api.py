@@ -1,10 +1,11 @@
-"""API conventions shared by every app: the JSON error body."""
+"""API conventions shared by every app: the JSON error body, and token users on plain pages."""
 
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
+from rest_framework.authentication import TokenAuthentication
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -50,3 +51,19 @@ def exception_handler(exc, context):
 
 def error_response(code: str, message: str, status_code: int = status.HTTP_400_BAD_REQUEST) -> Response:
     return Response({"error": {"code": code, "message": message}}, status=status_code)
+
+
+def request_user(request):
+    """Return who sent a plain Django request: the session's user, else an API token's.
+
+    The API lists file and download links that plain views serve, so an API
+    client's ``Authorization: Token ...`` header must open them too. A bad
+    token counts as no user, as on a page without a session.
+    """
+    if request.user.is_authenticated:
+        return request.user
+    try:
+        authenticated = TokenAuthentication().authenticate(request)
+    except exceptions.AuthenticationFailed:
+        return request.user
+    return authenticated[0] if authenticated is not None else request.user

@@ -18,9 +18,8 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
-from rest_framework.authentication import TokenAuthentication
-from rest_framework.exceptions import AuthenticationFailed
 
+from heritage_site.api import request_user
 from training_jobs import presenters, selectors, services
 from training_jobs.models import ClassMetric, TrainingJob
 from training_jobs.reference import REFERENCES
@@ -32,18 +31,8 @@ SAMPLE_PAGE_LIMIT = 200
 
 
 def _is_staff(request: HttpRequest) -> bool:
-    """Whether a staff member sent the request, logged in or with an API token.
-
-    The API lists these pages' download links, so an API client's
-    `Authorization: Token ...` header must open them too.
-    """
-    if request.user.is_authenticated:
-        return request.user.is_staff
-    try:
-        authenticated = TokenAuthentication().authenticate(request)
-    except AuthenticationFailed:
-        return False
-    return authenticated is not None and authenticated[0].is_staff
+    """Whether a staff member sent the request, logged in or with an API token."""
+    return request_user(request).is_staff
 
 
 def _get_job(request: HttpRequest, job_id: int) -> TrainingJob:
@@ -86,7 +75,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         "is_staff": _is_staff(request),
         "can_cancel": job.status in (TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING),
         "can_promote": job.status == TrainingJob.Status.SUCCEEDED,
-        "comparable": job.dataset.has_ahe_test_set,
+        "comparable": job.scored_on_ahe_test_split,
     }
     return render(request, "training_jobs/job_detail.html", context)
 

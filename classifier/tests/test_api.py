@@ -208,6 +208,31 @@ def test_detail_returns_image(anonymous):
     assert body["prediction"]["label"] == "apse"
 
 
+def test_detail_probabilities_follow_class_order(anonymous, active_model):
+    upload = services.upload_create(name="a.jpg", data=make_image_bytes("JPEG", (50, 30)))
+    names = list(active_model.class_names)
+    scrambled = {name: 1 / len(names) for name in reversed(names)}
+    Prediction.objects.filter(pk=upload.latest_prediction_id).update(
+        status=Prediction.Status.DONE, label=names[0], probabilities=scrambled, model_version=active_model
+    )
+
+    body = anonymous.get(f"{IMAGES_URL}{upload.pk}/").json()
+
+    assert list(body["prediction"]["probabilities"]) == names
+
+
+def test_original_url_only_for_uploader_and_staff(member, member_client, staff_client, django_user_model):
+    upload = services.upload_create(name="mine.jpg", data=make_image_bytes("JPEG", (52, 30)), owner=member)
+    other = APIClient()
+    other.force_authenticate(django_user_model.objects.create_user("other", password="other-password"))
+    url = f"{IMAGES_URL}{upload.pk}/"
+
+    assert member_client.get(url).json()["original_url"].endswith(f"/images/{upload.pk}/original")
+    assert staff_client.get(url).json()["original_url"].endswith(f"/images/{upload.pk}/original")
+    assert other.get(url).json()["original_url"] is None
+    assert APIClient().get(url).json()["original_url"] is None
+
+
 def test_detail_unknown_is_404(anonymous):
     response = anonymous.get(f"{IMAGES_URL}999999/")
 

@@ -181,6 +181,22 @@ def test_original_only_for_owner_and_staff(client, owner, owner_client, admin_cl
     assert admin_client.get(url).status_code == 200
 
 
+def test_original_and_hidden_files_open_with_api_token(client, owner, admin_user):
+    from rest_framework.authtoken.models import Token
+
+    upload = services.upload_create(name="camera.jpg", data=_exif_jpeg(), owner=owner)
+    services.upload_set_hidden(upload, hidden=True)
+    owner_token = Token.objects.create(user=owner).key
+    staff_token = Token.objects.create(user=admin_user).key
+
+    for path in ("original", "display.jpg", "thumbnail.jpg"):
+        url = f"/images/{upload.pk}/{path}"
+        assert client.get(url).status_code == 404, path
+        assert client.get(url, HTTP_AUTHORIZATION="Token not-a-token").status_code == 404, path
+        assert client.get(url, HTTP_AUTHORIZATION=f"Token {owner_token}").status_code == 200, path
+        assert client.get(url, HTTP_AUTHORIZATION=f"Token {staff_token}").status_code == 200, path
+
+
 def test_hidden_detail_404_for_public(client, admin_client):
     upload = services.upload_create(name="a.jpg", data=make_image_bytes())
     services.upload_set_hidden(upload, hidden=True)
