@@ -149,6 +149,16 @@ def fingerprint(digests: dict[Path, str], root: Path) -> str:
     return hasher.hexdigest()[:16]
 
 
+def content_fingerprint(samples: list[Sample], class_names: list[str]) -> str:
+    """Return a short hash of the photos and their labels, whatever the files are called.
+
+    Two splits with the same photos under the same class names get the same
+    value, so scores measured on them can be compared exactly.
+    """
+    entries = sorted(f"{class_names[sample.label]}\t{file_digest(sample.path)}" for sample in samples)
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
+
+
 def load_images(
     samples: list[Sample], max_bad: int, max_side: int | None = None
 ) -> tuple[list[Image.Image], list[int], list[Path]]:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ml.checkpoints import load_checkpoint
-from ml.data import list_split, load_images
+from ml.data import content_fingerprint, list_split, load_images
 from ml.metrics import classification_report
 from ml.runtime import configure_threads, resolve_device
 from ml.transforms import EvalTransform, ImageListDataset
@@ -54,7 +54,8 @@ def evaluate(
     `exclude` contains paths relative to `data_dir` to leave out, for example
     test images with a near-duplicate in train. Returns the metrics of
     `ml.metrics.classification_report` plus `samples`, one entry per image
-    with its true and predicted class.
+    with its true and predicted class, and `split_fingerprint`, a hash of the
+    scored photos' contents and labels (`ml.reference.is_ahe_test_split`).
     """
     torch_device = resolve_device(device)
     configure_threads()
@@ -86,6 +87,7 @@ def evaluate(
 
     report = classification_report(true.tolist(), predicted.tolist(), class_names)
     report["split"] = split
+    report["split_fingerprint"] = content_fingerprint(samples, class_names)
     report["tta"] = tta
     report["skipped_unreadable"] = [str(path.relative_to(data_root)) for path in bad]
     report["samples"] = [

@@ -112,6 +112,7 @@ class TrainingJob(models.Model):
     test_accuracy = models.FloatField(null=True, blank=True)
     test_macro_f1 = models.FloatField(null=True, blank=True)
     test_confusion_matrix = models.JSONField(null=True, blank=True, help_text="Rows are true classes, columns predicted classes, in class_names order.")
+    test_split_fingerprint = models.CharField(max_length=64, blank=True, help_text="Hash of the scored test photos and their labels (ml.data.content_fingerprint).")
     val_accuracy = models.FloatField(null=True, blank=True)
     val_macro_f1 = models.FloatField(null=True, blank=True)
     val_confusion_matrix = models.JSONField(null=True, blank=True)
@@ -130,6 +131,19 @@ class TrainingJob(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED_STATUSES
+
+    @property
+    def scored_on_ahe_test_split(self) -> bool:
+        """Whether the test scores were measured on AHE's official test split, like the published ones.
+
+        Jobs scored before fingerprints were recorded fall back to the
+        dataset's per-class test counts.
+        """
+        from ml.reference import is_ahe_test_split
+
+        if self.test_split_fingerprint:
+            return is_ahe_test_split(self.test_split_fingerprint)
+        return self.dataset.has_ahe_test_set
 
     @property
     def progress(self) -> float:

@@ -190,7 +190,7 @@ def comparison_table(jobs: list[TrainingJob]) -> dict[str, Any]:
     rows = [_reference_row(reference, classes, paper) for reference in REFERENCES]
     for job in jobs:
         scores = f1_by_job[job.pk]
-        comparable = job.dataset.has_ahe_test_set
+        comparable = job.scored_on_ahe_test_split
         label = f"Job {job.pk}: {job.backbone}, {job.get_mode_display().lower()}, {job.epochs} epoch{pluralize(job.epochs)}"
         if not comparable:
             label += f" (other test set, {job.dataset.test_images} images)"

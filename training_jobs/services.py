@@ -338,6 +338,7 @@ def training_job_succeed(*, claim: Claim, fit: dict[str, Any], test: dict[str, A
             test_accuracy=test["accuracy"],
             test_macro_f1=test["macro_f1"],
             test_confusion_matrix=test["confusion_matrix"],
+            test_split_fingerprint=test.get("split_fingerprint", ""),
             val_accuracy=val.get("accuracy"),
             val_macro_f1=val.get("macro_f1"),
             val_confusion_matrix=val.get("confusion_matrix"),

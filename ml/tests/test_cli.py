@@ -39,11 +39,17 @@ def test_predict_prints_top_classes(tiny_model, tmp_path, capsys):
     assert line.count(",") == 1
 
 
-def test_evaluate_json_has_comparison_with_paper(tiny_model, tiny_dataset, capsys):
+def test_evaluate_json_has_comparison_with_paper(tiny_model, tiny_dataset, capsys, monkeypatch):
+    from ml.data import content_fingerprint, list_split
+
+    # Pretend the tiny test split is AHE's: only scores on it get a verdict.
+    split = list_split(tiny_dataset, "test")
+    monkeypatch.setattr("ml.reference.AHE_TEST_FINGERPRINT", content_fingerprint(split.samples, split.class_names))
     assert main(["evaluate", str(tiny_model), "--data", str(tiny_dataset), "--json", "--device", "cpu"]) == 0
 
     summary = json.loads(capsys.readouterr().out)
     assert summary["n"] == 60
+    assert summary["comparable_with_published"] is True
     rows = {row["class"]: row for row in summary["comparison"]}
     assert rows["apse"]["paper_f1"] == 0.874
     assert rows["apse"]["hrnet_w64_f1"] == 0.909
@@ -51,6 +57,18 @@ def test_evaluate_json_has_comparison_with_paper(tiny_model, tiny_dataset, capsy
     low, high = rows["apse"]["f1_interval"]
     assert low <= summary["per_class"]["apse"]["f1"] <= high
     assert summary["intervals"]["macro_f1"][0] <= summary["macro_f1"] <= summary["intervals"]["macro_f1"][1]
+
+
+def test_evaluate_gives_no_verdict_on_other_photos(tiny_model, tiny_dataset, capsys):
+    assert main(["evaluate", str(tiny_model), "--data", str(tiny_dataset), "--device", "cpu"]) == 0
+    table = capsys.readouterr().out
+    assert main(["evaluate", str(tiny_model), "--data", str(tiny_dataset), "--json", "--device", "cpu"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+
+    assert "not AHE's official test split" in table
+    assert summary["comparable_with_published"] is False
+    assert {row["beats_paper"] for row in summary["comparison"]} == {None}
+    assert summary["comparison"][1]["paper_f1"] == 0.874
 
 
 def test_evaluate_tables_show_intervals(tiny_model, tiny_dataset, capsys, tmp_path):

@@ -5,6 +5,7 @@ from PIL import Image
 
 from ml.data import (
     AHE_CLASSES,
+    content_fingerprint,
     deduplicate,
     list_split,
     load_images,
@@ -38,6 +39,43 @@ def test_list_split_reads_odd_file_names(tmp_path):
 
     assert split.class_names == ["dome(inner)"]
     assert sorted(sample.path.name for sample in split.samples) == sorted(odd_names)
+
+
+def test_content_fingerprint_follows_photos_and_labels_not_names(tmp_path):
+    def fingerprint_of(root):
+        split = list_split(root, "test")
+        return content_fingerprint(split.samples, split.class_names)
+
+    _write(tmp_path / "a" / "test" / "apse" / "one.jpg", (10, 20, 30))
+    _write(tmp_path / "a" / "test" / "vault" / "two.jpg", (200, 20, 30))
+    _write(tmp_path / "renamed" / "test" / "apse" / "photo 1.jpg", (10, 20, 30))
+    _write(tmp_path / "renamed" / "test" / "vault" / "photo 2.jpg", (200, 20, 30))
+    _write(tmp_path / "relabelled" / "test" / "vault" / "one.jpg", (10, 20, 30))
+    _write(tmp_path / "relabelled" / "test" / "apse" / "two.jpg", (200, 20, 30))
+    _write(tmp_path / "other" / "test" / "apse" / "one.jpg", (90, 160, 30))
+    _write(tmp_path / "other" / "test" / "vault" / "two.jpg", (200, 20, 30))
+
+    reference = fingerprint_of(tmp_path / "a")
+
+    assert fingerprint_of(tmp_path / "renamed") == reference
+    assert fingerprint_of(tmp_path / "relabelled") != reference
+    assert fingerprint_of(tmp_path / "other") != reference
+
+
+def test_ahe_test_fingerprint_matches_the_dataset():
+    from pathlib import Path
+
+    from ml.reference import AHE_TEST_FINGERPRINT, is_ahe_test_split
+
+    root = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "ahe"
+    if not (root / "test").is_dir():
+        pytest.skip(f"the AHE dataset is not at {root}")
+    split = list_split(root, "test", AHE_CLASSES)
+
+    assert len(split.samples) == 1404
+    assert content_fingerprint(split.samples, split.class_names) == AHE_TEST_FINGERPRINT
+    assert is_ahe_test_split(AHE_TEST_FINGERPRINT)
+    assert not is_ahe_test_split(content_fingerprint(split.samples[1:], split.class_names))
 
 
 def test_list_split_rejects_missing_split(tmp_path):

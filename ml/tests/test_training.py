@@ -104,6 +104,10 @@ def test_evaluate_returns_metrics_and_samples(tiny_dataset, tmp_path):
     assert set(metrics["per_class"]["altar"]) == {"precision", "recall", "f1", "support"}
     assert sum(map(sum, metrics["confusion_matrix"])) == 60
     assert metrics["samples"][0]["path"].startswith("test/altar/")
+    assert len(metrics["split_fingerprint"]) == 16
+    first = metrics["samples"][0]["path"]
+    fewer = evaluate(result.model_dir, tiny_dataset, split="test", device="cpu", exclude={first})
+    assert fewer["split_fingerprint"] != metrics["split_fingerprint"]
 
 
 @pytest.mark.parametrize(

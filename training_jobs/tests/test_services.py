@@ -262,6 +262,18 @@ def test_writes_from_lost_claim_are_ignored(make_job):
     assert not ClassMetric.objects.filter(job=job).exists()
 
 
+def test_succeed_records_the_test_split_fingerprint(make_job):
+    from ml.reference import AHE_TEST_FINGERPRINT
+
+    job = make_job(Status.RUNNING)
+    test = {**fake_test_report(), "split_fingerprint": AHE_TEST_FINGERPRINT}
+
+    assert services.training_job_succeed(claim=job.claim, fit={"model_dir": "/tmp/x", "history": []}, test=test)
+    job.refresh_from_db()
+    assert job.test_split_fingerprint == AHE_TEST_FINGERPRINT
+    assert job.scored_on_ahe_test_split
+
+
 def test_should_stop_after_time_limit(make_job, settings):
     settings.TRAINING_JOB_TIME_LIMIT = 60
     job = make_job(Status.RUNNING)

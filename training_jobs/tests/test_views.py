@@ -203,6 +203,25 @@ def test_job_page_compares_only_ahe_test_set(anonymous_client, make_job, ahe_tes
     assert 'id="not-comparable"' in other
 
 
+def test_comparability_follows_the_scored_photos(anonymous_client, make_job, ahe_test_counts):
+    from ml.reference import AHE_TEST_FINGERPRINT
+
+    same_counts_other_photos = make_job(TrainingJob.Status.SUCCEEDED)
+    TrainingJob.objects.filter(pk=same_counts_other_photos.pk).update(test_split_fingerprint="0123456789abcdef")
+    ahe_photos = make_job(TrainingJob.Status.SUCCEEDED)
+    TrainingJob.objects.filter(pk=ahe_photos.pk).update(test_split_fingerprint=AHE_TEST_FINGERPRINT)
+
+    other = anonymous_client.get(f"/training/jobs/{same_counts_other_photos.pk}/").content.decode()
+    # A dataset rescanned since keeps the job's recorded fingerprint decisive.
+    ahe_test_counts.counts = {**ahe_test_counts.counts, "test": {"altar": 3, "apse": 3, "vault": 3}}
+    ahe_test_counts.save()
+    ahe = anonymous_client.get(f"/training/jobs/{ahe_photos.pk}/").content.decode()
+
+    assert 'id="not-comparable"' in other
+    assert 'id="not-comparable"' not in ahe
+    assert "<th>Paper F1</th>" in ahe
+
+
 def test_compare_json_feeds_chart(anonymous_client, succeeded_job):
     body = anonymous_client.get(f"/training/compare.json?ids={succeeded_job.pk}").json()
 
