@@ -318,7 +318,10 @@ def test_hide_requires_staff(anonymous, member_client, staff_client):
     upload = _uploaded()
     url = f"{IMAGES_URL}{upload.pk}/hide/"
 
-    assert anonymous.post(url, {"hidden": True}).status_code in (401, 403)
+    anonymous_response = anonymous.post(url, {"hidden": True})
+    assert anonymous_response.status_code == 401
+    assert anonymous_response["WWW-Authenticate"] == "Token"
+
     assert member_client.post(url, {"hidden": True}).status_code == 403
     response = staff_client.post(url, {"hidden": True})
 
