@@ -124,6 +124,12 @@ class JobDetailSerializer(JobSummarySerializer):
     epochs = EpochSerializer(many=True, help_text="Training loss and validation scores per finished epoch.")
     best_epoch = serializers.IntegerField(allow_null=True)
     test_metrics = SplitMetricsSerializer(allow_null=True)
+    test_split_fingerprint = serializers.CharField(
+        help_text="Hash of the scored test photos and their labels; empty until the job succeeded."
+    )
+    comparable_with_published = serializers.BooleanField(
+        help_text="Whether the test scores were measured on AHE's official test split, like the published F1."
+    )
     val_metrics = SplitMetricsSerializer(allow_null=True)
     downloads = serializers.DictField(child=AbsoluteURLField())
     log_tail = serializers.CharField(required=False, help_text="Staff only.")

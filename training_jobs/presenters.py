@@ -71,6 +71,8 @@ def job_detail(job: TrainingJob, *, include_log: bool) -> dict[str, Any]:
     detail = job_summary(job) | job_progress(job)
     detail["best_epoch"] = job.best_epoch
     detail["test_metrics"] = selectors.training_job_split_metrics(job, split=ClassMetric.Split.TEST)
+    detail["test_split_fingerprint"] = job.test_split_fingerprint
+    detail["comparable_with_published"] = job.test_accuracy is not None and job.scored_on_ahe_test_split
     detail["val_metrics"] = selectors.training_job_split_metrics(job, split=ClassMetric.Split.VAL)
     detail["downloads"] = job_downloads(job)
     if include_log:

@@ -155,6 +155,19 @@ def test_detail_of_succeeded_job_has_metrics(anonymous_client, succeeded_job):
     assert body["url"] == f"http://testserver/training/jobs/{succeeded_job.pk}/"
     assert body["downloads"]
     assert all(url.startswith("http://testserver/") for url in body["downloads"].values())
+    # The tiny dataset's test photos are not AHE's.
+    assert body["comparable_with_published"] is False
+
+
+def test_detail_says_when_scores_compare_with_paper(anonymous_client, succeeded_job):
+    from ml.reference import AHE_TEST_FINGERPRINT
+
+    TrainingJob.objects.filter(pk=succeeded_job.pk).update(test_split_fingerprint=AHE_TEST_FINGERPRINT)
+
+    body = anonymous_client.get(f"/api/v1/training-jobs/{succeeded_job.pk}/").json()
+
+    assert body["test_split_fingerprint"] == AHE_TEST_FINGERPRINT
+    assert body["comparable_with_published"] is True
 
 
 def test_detail_hides_unfinished_jobs_from_public(anonymous_client, user_client, staff_client, make_job):
