@@ -8,6 +8,7 @@ from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAdminUser
@@ -156,6 +157,7 @@ class ImageCollectionApi(APIView):
 
     class ListFilter(serializers.Serializer):
         label = serializers.CharField(required=False, allow_blank=True)
+        mine = serializers.BooleanField(required=False, default=False)
 
         def validate_label(self, value: str) -> str:
             names = selectors.class_names()
@@ -175,6 +177,9 @@ class ImageCollectionApi(APIView):
         operation_id="images_list",
         parameters=[
             OpenApiParameter("label", str, description="Only images whose prediction is this class."),
+            OpenApiParameter(
+                "mine", bool, description="Only the requester's own uploads, hidden ones included (login or token)."
+            ),
             OpenApiParameter("page", int, description="Page number, from 1."),
         ],
         responses=ImageOutput(many=True),
@@ -183,7 +188,13 @@ class ImageCollectionApi(APIView):
         filters = self.ListFilter(data=request.query_params)
         filters.is_valid(raise_exception=True)
 
-        uploads = selectors.upload_list_public(label=filters.validated_data.get("label") or None)
+        label = filters.validated_data.get("label") or None
+        if filters.validated_data["mine"]:
+            if not request.user.is_authenticated:
+                raise NotAuthenticated("mine=true lists your own uploads: log in or send an API token.")
+            uploads = selectors.upload_list_for_owner(request.user, label=label)
+        else:
+            uploads = selectors.upload_list_public(label=label)
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(uploads, request, view=self)
         return paginator.get_paginated_response(ImageOutput(page, many=True, context={"request": request}).data)

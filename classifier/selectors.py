@@ -26,6 +26,14 @@ def upload_list_public(*, label: str | None = None) -> QuerySet[Upload]:
     return uploads
 
 
+def upload_list_for_owner(user, *, label: str | None = None) -> QuerySet[Upload]:
+    """Return a user's own uploads, hidden ones included, newest first, optionally with one predicted label."""
+    uploads = _upload_queryset().filter(owner_id=user.pk).newest_first()
+    if label:
+        uploads = uploads.with_label(label)
+    return uploads
+
+
 def upload_get_for_user(upload_id: int, user) -> Upload | None:
     """Return the upload if ``user`` may see it; hidden uploads only for owner and staff."""
     upload = _upload_queryset().filter(pk=upload_id).first()

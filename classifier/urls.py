@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.upload_page, name="upload"),
     path("uploads/results/", views.upload_results, name="results"),
     path("gallery/", views.gallery, name="gallery"),
+    path("gallery/export.csv", views.gallery_export, name="gallery-export"),
     path("images/<int:upload_id>/", views.detail, name="detail"),
     path("images/<int:upload_id>/hide/", views.detail_set_hidden, name="set-hidden"),
     path("images/<int:upload_id>/predict/", views.detail_predict, name="predict"),

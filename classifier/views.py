@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import mimetypes
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from classifier import selectors, services
+from classifier import exports, selectors, services
 from classifier.api import UploadAnonThrottle, UploadUserThrottle, create_uploads
 from classifier.imaging import ACCEPT_ATTRIBUTE
 from classifier.models import Prediction, Upload
@@ -80,20 +81,55 @@ def upload_results(request: HttpRequest) -> HttpResponse:
     return render(request, "classifier/results.html", {"uploads": uploads, "pending": pending})
 
 
+def _gallery_filters(request: HttpRequest, user) -> tuple[str, bool]:
+    """Read the gallery's label and "my uploads" filters; unknown values fall back to all."""
+    label = request.GET.get("label", "")
+    if label not in selectors.class_names():
+        label = ""
+    mine = request.GET.get("mine") == "1" and user.is_authenticated
+    return label, mine
+
+
+def _gallery_uploads(user, label: str, mine: bool):
+    if mine:
+        return selectors.upload_list_for_owner(user, label=label or None)
+    return selectors.upload_list_public(label=label or None)
+
+
 @require_GET
 def gallery(request: HttpRequest) -> HttpResponse:
-    class_names = selectors.class_names()
-    label = request.GET.get("label", "")
-    if label not in class_names:
-        label = ""
-
-    paginator = Paginator(selectors.upload_list_public(label=label or None), settings.GALLERY_PAGE_SIZE)
+    label, mine = _gallery_filters(request, request.user)
+    paginator = Paginator(_gallery_uploads(request.user, label, mine), settings.GALLERY_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
+    query = urlencode({key: value for key, value in (("label", label), ("mine", "1" if mine else "")) if value})
     return render(
         request,
         "classifier/gallery.html",
-        {"page": page, "label": label, "class_names": class_names},
+        {"page": page, "label": label, "mine": mine, "query": query, "class_names": selectors.class_names()},
     )
+
+
+@require_GET
+def gallery_export(request: HttpRequest) -> HttpResponse:
+    """Stream the gallery, or with mine=1 the requester's own uploads, as CSV with every class probability."""
+    user = request_user(request)
+    label, mine = _gallery_filters(request, user)
+    if request.GET.get("mine") == "1" and not mine:
+        return HttpResponse(
+            "Log in, or send an API token, to export your own uploads.", status=403, content_type="text/plain"
+        )
+
+    uploads = _gallery_uploads(user, label, mine).iterator(chunk_size=exports.CHUNK_SIZE)
+    rows = exports.upload_csv_rows(
+        uploads, selectors.class_names(), build_url=request.build_absolute_uri, include_file_names=mine
+    )
+    response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
+    name = "heritage-lens-my-uploads" if mine else "heritage-lens-gallery"
+    if label:
+        name += f"-{label}"
+    response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 def _upload_or_404(request: HttpRequest, upload_id: int, user=None) -> Upload:

@@ -339,3 +339,19 @@ def test_predict_again_requires_staff(member_client, staff_client):
     assert response.status_code == 202
     assert response.json()["status"] == "pending"
     assert upload.predictions.count() == 2
+
+
+def test_list_mine_includes_own_hidden_uploads(member, member_client, anonymous):
+    own = services.upload_create(name="mine.jpg", data=make_image_bytes("JPEG", (53, 30)), owner=member)
+    own_hidden = services.upload_create(name="hidden.jpg", data=make_image_bytes("JPEG", (54, 30)), owner=member)
+    services.upload_set_hidden(own_hidden, hidden=True)
+    services.upload_create(name="theirs.jpg", data=make_image_bytes("JPEG", (55, 30)))
+
+    mine = member_client.get(f"{IMAGES_URL}?mine=true").json()
+    public = member_client.get(IMAGES_URL).json()
+    refused = anonymous.get(f"{IMAGES_URL}?mine=true")
+
+    assert [image["id"] for image in mine["results"]] == [own_hidden.pk, own.pk]
+    assert own_hidden.pk not in [image["id"] for image in public["results"]]
+    assert refused.status_code == 401
+    assert "mine=true" in refused.json()["error"]["message"]

@@ -266,3 +266,66 @@ def test_health_endpoint(client):
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+def _csv(response) -> list[dict[str, str]]:
+    import csv
+
+    text = b"".join(response.streaming_content).decode()
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_gallery_export_lists_public_photos_with_probabilities(client, owner):
+    shown = _done(services.upload_create(name="=HYPERLINK(1).jpg", data=make_image_bytes(size=(31, 20)), owner=owner))
+    hidden = services.upload_create(name="b.jpg", data=make_image_bytes(size=(32, 20)), owner=owner)
+    services.upload_set_hidden(hidden, hidden=True)
+
+    response = client.get("/gallery/export.csv")
+    rows = _csv(response)
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert 'filename="heritage-lens-gallery.csv"' in response["Content-Disposition"]
+    assert [int(row["id"]) for row in rows] == [shown.pk]
+    assert "file" not in rows[0]
+    assert rows[0]["label"] == "apse"
+    assert rows[0]["p_apse"] == "0.900000"
+    assert rows[0]["confidence"] == "0.900000"
+    assert rows[0]["page_url"] == f"http://testserver/images/{shown.pk}/"
+
+
+def test_gallery_export_mine_adds_hidden_uploads_and_names(client, owner, owner_client):
+    from rest_framework.authtoken.models import Token
+
+    formula = services.upload_create(name="=HYPERLINK(1).jpg", data=make_image_bytes(size=(33, 20)), owner=owner)
+    hidden = services.upload_create(name="b.jpg", data=make_image_bytes(size=(34, 20)), owner=owner)
+    services.upload_set_hidden(hidden, hidden=True)
+    services.upload_create(name="someone-else.jpg", data=make_image_bytes(size=(35, 20)))
+    token = Token.objects.create(user=owner).key
+
+    rows = _csv(owner_client.get("/gallery/export.csv?mine=1"))
+    token_rows = _csv(client.get("/gallery/export.csv?mine=1", HTTP_AUTHORIZATION=f"Token {token}"))
+    refused = client.get("/gallery/export.csv?mine=1")
+
+    assert [(int(row["id"]), row["file"]) for row in rows] == [(hidden.pk, "b.jpg"), (formula.pk, "'=HYPERLINK(1).jpg")]
+    assert rows[0]["status"] == "pending"
+    assert rows[0]["label"] == ""
+    assert token_rows == rows
+    assert refused.status_code == 403
+    assert b"Log in, or send an API token" in refused.content
+
+
+def test_gallery_mine_filter_for_logged_in_users(client, owner, owner_client):
+    own = services.upload_create(name="a.jpg", data=make_image_bytes(size=(36, 20)), owner=owner)
+    services.upload_set_hidden(own, hidden=True)
+    other = services.upload_create(name="b.jpg", data=make_image_bytes(size=(37, 20)))
+
+    mine_page = owner_client.get("/gallery/?mine=1").content.decode()
+    anonymous_page = client.get("/gallery/?mine=1").content.decode()
+
+    assert "<h1>My uploads</h1>" in mine_page
+    assert f"/images/{own.pk}/thumbnail.jpg" in mine_page
+    assert f"/images/{other.pk}/thumbnail.jpg" not in mine_page
+    assert 'href="/gallery/export.csv?mine=1"' in mine_page
+    assert "<h1>Gallery</h1>" in anonymous_page
+    assert 'name="mine"' not in anonymous_page

@@ -1,0 +1,65 @@
+"""CSV export of uploads and their latest predictions, for cataloguing tools."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator
+
+from django.urls import reverse
+
+from classifier.models import Prediction, Upload
+
+# Rows fetched from the database at a time, because an export may list every upload.
+CHUNK_SIZE = 500
+
+
+class _Echo:
+    """A file-like object whose write returns the text, so csv.writer can feed a streaming response."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def upload_csv_rows(
+    uploads: Iterable[Upload], class_names: list[str], *, build_url, include_file_names: bool
+) -> Iterator[str]:
+    """Yield CSV lines: a header, then one line per upload with its latest prediction.
+
+    `build_url` turns a path into an absolute URL. Original file names are
+    private to the uploader and staff, so `include_file_names` adds them only
+    for those exports.
+    """
+    writer = csv.writer(_Echo())
+    header = ["id"] + (["file"] if include_file_names else []) + [
+        "uploaded_at", "width", "height", "status", "label", "confidence", "model_version", "predicted_at", "error",
+        "page_url", "image_url",
+    ]  # fmt: skip
+    yield writer.writerow(header + [f"p_{name}" for name in class_names])
+
+    for upload in uploads:
+        prediction = upload.latest_prediction
+        done = prediction is not None and prediction.status == Prediction.Status.DONE
+        probabilities = prediction.probabilities if done else {}
+        row = [upload.pk] + ([_plain_text(upload.original_name)] if include_file_names else []) + [
+            upload.created.isoformat(),
+            upload.stored_image.width,
+            upload.stored_image.height,
+            prediction.status if prediction else Prediction.Status.PENDING,
+            prediction.label if done else "",
+            _format(probabilities.get(prediction.label)) if done else "",
+            prediction.model_version.version if done and prediction.model_version else "",
+            prediction.finished_at.isoformat() if done and prediction.finished_at else "",
+            prediction.error if prediction and prediction.status == Prediction.Status.FAILED else "",
+            build_url(reverse("classifier:detail", args=[upload.pk])),
+            build_url(reverse("classifier:display-file", args=[upload.pk])),
+        ]  # fmt: skip
+        yield writer.writerow(row + [_format(probabilities.get(name)) for name in class_names])
+
+
+def _plain_text(value: str) -> str:
+    """Keep spreadsheets from running a file name as a formula (CSV injection)."""
+    return "'" + value if value.startswith(("=", "+", "-", "@", "\t", "\r")) else value
+
+
+def _format(probability: float | None) -> str:
+    return "" if probability is None else f"{probability:.6f}"
