@@ -99,3 +99,35 @@ def test_upload_form_works_without_javascript(live_server, active_model, browser
     # The results page reloads itself while the prediction is pending.
     page.goto("about:blank")
     context.close()
+
+
+def test_my_uploads_filter_and_csv_download(live_server, active_model, browser, django_user_model):
+    import csv
+    import io
+
+    from classifier import services
+
+    owner = django_user_model.objects.create_user("archivist", password="archivist-password")
+    own = services.upload_create(name="Portal 1.jpg", data=make_image_bytes("JPEG", (70, 50)), owner=owner)
+    services.upload_set_hidden(own, hidden=True)
+    services.upload_create(name="other.jpg", data=make_image_bytes("JPEG", (71, 50)))
+    page = browser.new_page()
+
+    page.goto(f"{live_server.url}/accounts/login/?next=/gallery/")
+    page.fill("#id_username", "archivist")
+    page.fill("#id_password", "archivist-password")
+    page.click("button:has-text('Log in')")
+    page.wait_for_url("**/gallery/")
+    assert page.locator(".gallery-item").count() == 1
+    page.check("input[name=mine]")
+    page.click("text=Filter")
+    page.wait_for_selector("h1:has-text('My uploads')")
+    assert page.locator(".gallery-item").count() == 1
+    assert page.locator(f".gallery-item a[href='/images/{own.pk}/']").count() == 1
+
+    with page.expect_download() as download_info:
+        page.click("#export-csv")
+    rows = list(csv.DictReader(io.StringIO(open(download_info.value.path(), encoding="utf-8").read())))
+    assert download_info.value.suggested_filename == "heritage-lens-my-uploads.csv"
+    assert [(int(row["id"]), row["file"]) for row in rows] == [(own.pk, "Portal 1.jpg")]
+    assert f"p_{active_model.class_names[0]}" in rows[0]
