@@ -220,3 +220,42 @@ def test_jpeg_copy_has_no_exif_and_fits():
     assert copy.size == (200, 100)
     assert "exif" not in copy.info
     assert len(copy.getexif()) == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "head", "kind"),
+    [
+        ("IMG_0001.CR2", b"II*\x00\x10\x00\x00\x00CR\x02\x00" + bytes(64), "Canon CR2"),
+        ("IMG_0002.CR3", b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01" + bytes(64), "Canon CR3"),
+        ("DSCF0003.RAF", b"FUJIFILMCCD-RAW 0201FF383501" + bytes(64), "Fujifilm RAF"),
+        ("P0004.ORF", b"IIRO\x08\x00\x00\x00" + bytes(64), "Olympus ORF"),
+        ("P0005.RW2", b"IIU\x00\x18\x00\x00\x00" + bytes(64), "Panasonic RW2"),
+    ],
+)
+def test_inspect_rejects_raw_by_signature(name, head, kind):
+    rejection = _reject(name, head)
+
+    assert rejection.code == "unsupported_format"
+    assert f"camera RAW file ({kind})" in rejection.message
+    assert "Export it as JPEG or TIFF" in rejection.message
+
+
+def test_inspect_rejects_dng_whatever_its_name():
+    buffer = io.BytesIO()
+    _gradient("RGB", (40, 30)).save(buffer, "TIFF", tiffinfo={50706: b"\x01\x04\x00\x00"})
+
+    rejection = _reject("export.tif", buffer.getvalue())
+
+    assert rejection.code == "unsupported_format"
+    assert "(DNG)" in rejection.message
+
+
+def test_inspect_rejects_tiff_based_raw_by_extension():
+    # A NEF or ARW opens as a TIFF whose first image is a small preview.
+    preview = _encode(_gradient("RGB", (40, 30)), "TIFF")
+
+    rejection = _reject("DSC_0006.NEF", preview)
+    accepted = inspect_image("scan.tif", preview, **LIMITS)
+
+    assert "(Nikon NEF)" in rejection.message
+    assert accepted.format == "TIFF"
