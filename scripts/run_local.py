@@ -10,6 +10,7 @@ kombu's filesystem broker under var/, so no server is needed.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
@@ -57,6 +58,47 @@ def _processes(host: str, port: int) -> dict[str, list[str]]:
     }
 
 
+def _lock_var_dir():
+    """Take the var/ folder's lock, or return None when another `make run` holds it.
+
+    Two instances on one folder would share a database and worker names, so
+    the second's training worker would mark the first's running job as lost.
+    The lock is released when this process exits, however it exits.
+    """
+    # Kept open until the process exits, because closing it releases the lock.
+    handle = open(VAR_DIR / "run_local.lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        print(
+            f"Another `make run` (process {holder}) is already running with {VAR_DIR}. "
+            "Stop it first, or give this one its own folder with HERITAGE_VAR_DIR.",
+            file=sys.stderr,
+        )
+        return None
+
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # As servers do, so that connections of a stopped server that linger
+        # in TIME_WAIT do not count as a program using the port.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def _wait_for_port(host: str, port: int, children: dict[str, subprocess.Popen], timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -93,6 +135,17 @@ def main() -> int:
     port = int(os.environ.get("PORT", "8000"))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "heritage_site.settings")
     VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+    lock = _lock_var_dir()
+    if lock is None:
+        return 1
+    if not _port_is_free(host, port):
+        print(
+            f"Port {port} on {host} is already in use by another program. "
+            f"Stop that program, or choose another port: make run PORT={port + 1}",
+            file=sys.stderr,
+        )
+        return 1
 
     _manage("migrate", "--noinput", "-v", "0")
     site_summary = _manage("prepare_site")

@@ -129,3 +129,55 @@ def test_run_local_serves_predicts_and_stops(tmp_path, tiny_model_dir):
     assert "Stopped." in output
     # The empty message file above must not have cost the inference worker its life.
     assert "inference worker exited" not in output
+
+
+def _run_local_env(tmp_path, port: int) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
+    env.update({"PORT": str(port), "HERITAGE_VAR_DIR": str(tmp_path / "var")})
+    return env
+
+
+def test_run_local_refuses_second_instance_on_same_folder(tmp_path):
+    import fcntl
+
+    (tmp_path / "var").mkdir()
+    with open(tmp_path / "var" / "run_local.lock", "w") as held:
+        held.write("4242")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+        result = subprocess.run(
+            [sys.executable, "scripts/run_local.py"],
+            cwd=REPO_ROOT,
+            env=_run_local_env(tmp_path, _free_port()),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    assert result.returncode == 1
+    assert "Another `make run` (process 4242) is already running" in result.stderr
+    assert "HERITAGE_VAR_DIR" in result.stderr
+    assert not (tmp_path / "var" / "db.sqlite3").exists()
+
+
+def test_run_local_refuses_busy_port(tmp_path):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        result = subprocess.run(
+            [sys.executable, "scripts/run_local.py"],
+            cwd=REPO_ROOT,
+            env=_run_local_env(tmp_path, port),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    assert result.returncode == 1
+    assert f"Port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert f"make run PORT={port + 1}" in result.stderr
