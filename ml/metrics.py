@@ -16,7 +16,10 @@ def classification_report(true: list[int], predicted: list[int], class_names: li
     """Return accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix.
 
     A class that is never predicted has precision 0, and one with no true
-    samples has recall 0, so neither divides by zero.
+    samples has recall 0, so neither divides by zero. Macro-F1 averages the
+    classes that occur among the true or predicted labels, as scikit-learn
+    does without `labels`, so a test set without some of the model's classes
+    is not penalised for them.
     """
     matrix = confusion_matrix(true, predicted, len(class_names))
     hits = np.diag(matrix).astype(np.float64)
@@ -29,6 +32,7 @@ def classification_report(true: list[int], predicted: list[int], class_names: li
     f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(hits), where=denominator > 0)
 
     total = int(matrix.sum())
+    present = (support + predicted_counts) > 0
     per_class = {
         name: {
             "precision": float(precision[i]),
@@ -40,7 +44,7 @@ def classification_report(true: list[int], predicted: list[int], class_names: li
     }
     return {
         "accuracy": float(hits.sum() / total) if total else 0.0,
-        "macro_f1": float(f1.mean()) if len(class_names) else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "per_class": per_class,
         "confusion_matrix": matrix.tolist(),
         "class_names": list(class_names),
@@ -68,20 +72,24 @@ def bootstrap_intervals(
         cells = true_array[chosen] * classes + predicted_array[chosen]
         matrix = np.bincount(cells, minlength=classes * classes).reshape(classes, classes)
         hits = np.diag(matrix).astype(np.float64)
-        # F1 = 2 TP / (2 TP + FP + FN) = 2 TP / (predicted + support)
+        # F1 = 2 TP / (2 TP + FP + FN) = 2 TP / (predicted + support). A class
+        # absent from this draw has no F1 (NaN), like classification_report.
         denominator = matrix.sum(axis=0) + matrix.sum(axis=1)
-        f1[draw] = np.divide(2 * hits, denominator, out=np.zeros(classes), where=denominator > 0)
+        f1[draw] = np.divide(2 * hits, denominator, out=np.full(classes, np.nan), where=denominator > 0)
         accuracy[draw] = hits.sum() / count
 
     tails = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
 
-    def interval(values: np.ndarray) -> list[float]:
+    def interval(values: np.ndarray) -> list[float] | None:
+        values = values[~np.isnan(values)]
+        if not len(values):
+            return None
         return [float(bound) for bound in np.percentile(values, tails)]
 
     return {
         "level": level,
         "resamples": resamples,
         "accuracy": interval(accuracy),
-        "macro_f1": interval(f1.mean(axis=1)),
+        "macro_f1": interval(np.nanmean(f1, axis=1)),
         "per_class_f1": {name: interval(f1[:, i]) for i, name in enumerate(class_names)},
     }

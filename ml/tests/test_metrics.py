@@ -21,7 +21,28 @@ def test_report_handles_class_never_predicted_or_absent():
 
     assert report["per_class"]["b"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     assert report["per_class"]["a"]["f1"] == 1.0
-    assert report["macro_f1"] == 0.5
+    # b occurs neither as a true nor as a predicted label, so it is not averaged.
+    assert report["macro_f1"] == 1.0
+
+
+def test_macro_f1_counts_absent_class_that_is_predicted():
+    # c has no true images but is predicted once: a false positive that counts.
+    report = classification_report([0, 0, 1, 1], [0, 2, 1, 1], ["a", "b", "c", "d"])
+
+    assert report["per_class"]["c"]["f1"] == 0.0
+    assert report["macro_f1"] == pytest.approx((2 / 3 + 1.0 + 0.0) / 3)
+
+
+def test_bootstrap_skips_classes_absent_from_a_draw():
+    # Class b has one image, so many draws leave it out. A perfect model
+    # must still score 1.0 in every draw.
+    labels = [0] * 30 + [1]
+
+    intervals = bootstrap_intervals(labels, labels, ["a", "b", "c"], resamples=200)
+
+    assert intervals["macro_f1"] == [1.0, 1.0]
+    assert intervals["per_class_f1"]["b"] == [1.0, 1.0]
+    assert intervals["per_class_f1"]["c"] is None
 
 
 def test_bootstrap_intervals_perfect_model():
