@@ -78,8 +78,11 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+def env_choice(name: str, default: str, choices: tuple[str, ...], *, upper: bool = False) -> str:
+    """Read one of `choices`. With `upper`, lower-case spellings are accepted too."""
     value = os.environ.get(name, default).strip()
+    if upper:
+        value = value.upper()
     if value not in choices:
         raise ImproperlyConfigured(
             f"Environment variable {name}={value!r} is invalid; expected one of: {', '.join(choices)}."
@@ -108,3 +111,31 @@ def env_url(name: str, default: str | None, schemes: tuple[str, ...], *, require
             f"It must start with one of: {', '.join(scheme + '://' for scheme in schemes)}."
         )
     return value
+
+
+def env_device(name: str, default: str) -> str:
+    """Read a torch device for the workers: auto, cpu, cuda or cuda:INDEX."""
+    value = os.environ.get(name, default).strip().lower()
+    kind, separator, index = value.partition(":")
+    if kind in ("auto", "cpu", "cuda") and not separator:
+        return value
+    if kind == "cuda" and index.isdigit():
+        return value
+    raise ImproperlyConfigured(
+        f"Environment variable {name}={value!r} is not a device. Use auto, cpu, cuda or cuda:INDEX (e.g. cuda:1)."
+    )
+
+
+def env_formats(name: str, default: list[str], supported: tuple[str, ...]) -> list[str]:
+    """Read a comma-separated list of Pillow format names, each one of `supported`."""
+    formats = [item.upper() for item in env_list(name, default)]
+    unknown = [item for item in formats if item not in supported]
+    if unknown:
+        hint = " (JPEG is spelled JPEG)" if "JPG" in unknown else ""
+        raise ImproperlyConfigured(
+            f"Environment variable {name} has unknown image formats {', '.join(unknown)}{hint}. "
+            f"Use Pillow format names from: {', '.join(supported)}."
+        )
+    if not formats:
+        raise ImproperlyConfigured(f"Environment variable {name} is empty. List at least one image format.")
+    return formats

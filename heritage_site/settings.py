@@ -16,7 +16,9 @@ from django.core.exceptions import ImproperlyConfigured
 from heritage_site.env import (
     env_bool,
     env_choice,
+    env_device,
     env_float,
+    env_formats,
     env_int,
     env_list,
     env_rate,
@@ -169,7 +171,8 @@ UPLOAD_MAX_FILES = env_int("UPLOAD_MAX_FILES", 20, minimum=1)
 IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 50_000_000, minimum=1)
 # Pillow format names. MPO is how Pillow names the multi-picture JPEGs that
 # many phones write; HEIF comes from pillow-heif.
-IMAGE_ALLOWED_FORMATS = env_list("IMAGE_ALLOWED_FORMATS", ["JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF"])
+_SUPPORTED_IMAGE_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF")
+IMAGE_ALLOWED_FORMATS = env_formats("IMAGE_ALLOWED_FORMATS", list(_SUPPORTED_IMAGE_FORMATS), _SUPPORTED_IMAGE_FORMATS)
 # Maximum width and height of the EXIF-free copies served publicly, in pixels.
 IMAGE_DISPLAY_MAX_SIDE = env_int("IMAGE_DISPLAY_MAX_SIDE", 1600, minimum=64)
 IMAGE_THUMBNAIL_MAX_SIDE = env_int("IMAGE_THUMBNAIL_MAX_SIDE", 400, minimum=32)
@@ -228,7 +231,7 @@ INFERENCE_CLAIM_TIMEOUT = env_int("INFERENCE_CLAIM_TIMEOUT", 300, minimum=1)
 if INFERENCE_CLAIM_TIMEOUT <= INFERENCE_TASK_TIME_LIMIT:
     raise ImproperlyConfigured("INFERENCE_CLAIM_TIMEOUT must be longer than INFERENCE_TASK_TIME_LIMIT.")
 INFERENCE_BATCH_SIZE = env_int("INFERENCE_BATCH_SIZE", 16, minimum=1)
-INFERENCE_DEVICE = env_str("INFERENCE_DEVICE", "auto")
+INFERENCE_DEVICE = env_device("INFERENCE_DEVICE", "auto")
 # CPU threads per inference process; 0 keeps torch's default (one per core).
 # Fewer threads avoid oversubscription when other processes share the cores.
 INFERENCE_TORCH_THREADS = env_int("INFERENCE_TORCH_THREADS", 0, minimum=0)
@@ -255,7 +258,7 @@ if TRAINING_JOB_STALE_AFTER <= 2 * TRAINING_JOB_HEARTBEAT_INTERVAL:
     raise ImproperlyConfigured("TRAINING_JOB_STALE_AFTER must be more than twice TRAINING_JOB_HEARTBEAT_INTERVAL.")
 TRAINING_JOB_PROGRESS_INTERVAL = env_float("TRAINING_JOB_PROGRESS_INTERVAL", 2.0, minimum=0.0)
 TRAINING_JOB_LOADER_WORKERS = env_int("TRAINING_JOB_LOADER_WORKERS", 1, minimum=0)
-TRAINING_JOB_DEVICE = env_str("TRAINING_JOB_DEVICE", "auto")
+TRAINING_JOB_DEVICE = env_device("TRAINING_JOB_DEVICE", "auto")
 
 # The classifier's default model: ml.DEFAULT_MODEL_DIR unless this is set.
 DEFAULT_MODEL_DIR = env_str("DEFAULT_MODEL_DIR", "")
@@ -270,6 +273,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))},
+    "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), upper=True)},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

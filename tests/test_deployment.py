@@ -75,7 +75,11 @@ def test_production_rejects_missing_secrets(env, expected):
         ({"DATABASE_URL": "db.example.org"}, "DATABASE_URL='db.example.org' is not a supported URL"),
         ({"CELERY_BROKER_URL": "redis:/localhost"}, "CELERY_BROKER_URL='redis:/localhost' is not a supported URL"),
         ({"CELERY_BROKER_URL": "amqp://localhost"}, "It must start with one of: redis://, rediss://, filesystem://"),
-        ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL='verbose' is invalid"),
+        ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL='VERBOSE' is invalid"),
+        ({"IMAGE_ALLOWED_FORMATS": "JPG,PNG"}, "unknown image formats JPG (JPEG is spelled JPEG)"),
+        ({"IMAGE_ALLOWED_FORMATS": ","}, "IMAGE_ALLOWED_FORMATS is empty"),
+        ({"INFERENCE_DEVICE": "gpu"}, "INFERENCE_DEVICE='gpu' is not a device"),
+        ({"TRAINING_JOB_DEVICE": "cuda:x"}, "TRAINING_JOB_DEVICE='cuda:x' is not a device"),
         ({"CACHE_URL": "memcached://localhost"}, "CACHE_URL='memcached://localhost' is not a supported URL"),
     ],
 )
@@ -84,6 +88,32 @@ def test_invalid_setting_values_rejected(env, expected):
 
     assert result.returncode != 0
     assert expected in result.stderr
+
+
+def test_accepted_spellings_of_settings():
+    result = _django_check(
+        {"LOG_LEVEL": "warning", "IMAGE_ALLOWED_FORMATS": "jpeg,png", "INFERENCE_DEVICE": "cuda:1", "TRAINING_JOB_DEVICE": "CPU"}
+    )
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_manage_py_prints_configuration_error_without_traceback():
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=REPO_ROOT,
+        env={**base, "DEBUG": "maybe"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "Configuration error: Environment variable DEBUG='maybe' is not a boolean; use 1/0, true/false, yes/no or on/off."
+    )
 
 
 def _compose_config(env: dict[str, str]) -> subprocess.CompletedProcess:
