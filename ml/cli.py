@@ -186,7 +186,10 @@ def run_predict(args) -> int:
             image = open_image(file, draft_size=predictor.draft_size)
         except ImageDecodeError as error:
             failures += 1
-            _print_prediction_error(file, str(error), args.json)
+            message = str(error)
+            if (Path(file) / "model.json").is_file():
+                message = f"{file} is a model folder, not an image. To classify with it, pass --model {file}"
+            _print_prediction_error(file, message, args.json)
             continue
         probabilities = predictor.predict([image])[0]
         label = max(probabilities, key=probabilities.get)

@@ -59,6 +59,8 @@ def _open(source: bytes | str | Path) -> Image.Image:
         stream = io.BytesIO(source)
     else:
         stream = Path(source)
+        if stream.is_dir():
+            raise ImageDecodeError(f"{source} is a folder, not an image file")
         if not stream.is_file():
             raise ImageDecodeError(f"file not found: {source}")
         if stream.stat().st_size == 0:

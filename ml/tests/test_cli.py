@@ -28,6 +28,19 @@ def test_predict_json_reports_each_file(tiny_model, tmp_path, capsys):
     assert "not found" in lines[2]["error"]
 
 
+def test_predict_explains_model_folder_given_as_file(tiny_model, tmp_path, capsys):
+    photo = tmp_path / "nave.png"
+    Image.new("RGB", (50, 40), (100, 50, 20)).save(photo)
+
+    code = main(["predict", "--model", str(tiny_model), "--json", str(tiny_model), str(tmp_path), str(photo)])
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 1
+    assert lines[0]["error"] == f"{tiny_model} is a model folder, not an image. To classify with it, pass --model {tiny_model}"
+    assert lines[1]["error"] == f"{tmp_path} is a folder, not an image file"
+    assert "label" in lines[2]
+
+
 def test_predict_prints_top_classes(tiny_model, tmp_path, capsys):
     photo = tmp_path / "a.jpg"
     Image.new("RGB", (64, 64), (10, 200, 30)).save(photo)
