@@ -141,7 +141,8 @@ def _upload_or_404(request: HttpRequest, upload_id: int, user=None) -> Upload:
 
 @require_GET
 def detail(request: HttpRequest, upload_id: int) -> HttpResponse:
-    upload = _upload_or_404(request, upload_id)
+    user = request_user(request)
+    upload = _upload_or_404(request, upload_id, user)
     prediction = upload.latest_prediction
     probabilities = prediction.top_probabilities(count=len(prediction.probabilities)) if prediction else []
     return render(
@@ -151,7 +152,7 @@ def detail(request: HttpRequest, upload_id: int) -> HttpResponse:
             "upload": upload,
             "prediction": prediction,
             "probabilities": probabilities,
-            "can_see_original": selectors.can_see_private(request.user, upload),
+            "can_see_original": selectors.can_see_private(user, upload),
         },
     )
 

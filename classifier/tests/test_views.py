@@ -189,7 +189,7 @@ def test_original_and_hidden_files_open_with_api_token(client, owner, admin_user
     owner_token = Token.objects.create(user=owner).key
     staff_token = Token.objects.create(user=admin_user).key
 
-    for path in ("original", "display.jpg", "thumbnail.jpg"):
+    for path in ("", "original", "display.jpg", "thumbnail.jpg"):
         url = f"/images/{upload.pk}/{path}"
         assert client.get(url).status_code == 404, path
         assert client.get(url, HTTP_AUTHORIZATION="Token not-a-token").status_code == 404, path
