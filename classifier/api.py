@@ -11,7 +11,6 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import NotAuthenticated
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
@@ -19,7 +18,7 @@ from rest_framework.views import APIView
 from classifier import selectors, services
 from classifier.imaging import ImageRejected
 from classifier.models import ModelVersion, Prediction, Upload
-from heritage_site.api import error_response
+from heritage_site.api import IsStaff, error_response
 
 
 class UploadAnonThrottle(AnonRateThrottle):
@@ -260,7 +259,7 @@ class ImageDetailApi(APIView):
 class ImageHideApi(APIView):
     """Hide an image from the public gallery and API, or show it again (staff only)."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsStaff]
 
     class Input(serializers.Serializer):
         hidden = serializers.BooleanField(default=True)
@@ -281,7 +280,7 @@ class ImageHideApi(APIView):
 class ImagePredictApi(APIView):
     """Queue a new prediction with the active model, e.g. to retry a failed one (staff only)."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsStaff]
 
     @extend_schema(operation_id="images_predict", request=None, responses={202: ImageOutput})
     def post(self, request, upload_id: int):

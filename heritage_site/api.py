@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions, permissions, status
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -18,6 +18,15 @@ def _first_message(detail) -> str:
         message = _first_message(value)
         return message if field == "non_field_errors" else f"{field}: {message}"
     return str(detail)
+
+
+class IsStaff(permissions.BasePermission):
+    """Staff members only, with the same refusal message on every endpoint."""
+
+    message = "Only staff users may do this."
+
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
 
 
 def exception_handler(exc, context):

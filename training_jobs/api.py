@@ -13,19 +13,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from heritage_site.api import error_response
+from heritage_site.api import IsStaff, error_response
 from training_jobs import presenters, selectors, services
 from training_jobs.models import Dataset, TrainingJob
 
 # The list is not paginated, so it returns at most this many jobs, newest first.
 JOB_LIST_LIMIT = 200
-
-
-class IsStaff(permissions.BasePermission):
-    message = "Only staff users may do this."
-
-    def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
 
 
 def _is_staff(request: Request) -> bool:

@@ -322,7 +322,9 @@ def test_hide_requires_staff(anonymous, member_client, staff_client):
     assert anonymous_response.status_code == 401
     assert anonymous_response["WWW-Authenticate"] == "Token"
 
-    assert member_client.post(url, {"hidden": True}).status_code == 403
+    refused = member_client.post(url, {"hidden": True})
+    assert refused.status_code == 403
+    assert refused.json()["error"]["message"] == "Only staff users may do this."
     response = staff_client.post(url, {"hidden": True})
 
     assert response.status_code == 200

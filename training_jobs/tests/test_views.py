@@ -34,6 +34,27 @@ def test_job_page_shows_results(anonymous_client, ahe_test_counts, succeeded_job
     assert 'id="promote-form"' not in page
 
 
+def test_job_page_shows_elapsed_time_without_javascript(anonymous_client, succeeded_job):
+    from datetime import timedelta
+
+    TrainingJob.objects.filter(pk=succeeded_job.pk).update(
+        finished_at=succeeded_job.started_at + timedelta(minutes=3, seconds=20)
+    )
+
+    page = anonymous_client.get(f"/training/jobs/{succeeded_job.pk}/").content.decode()
+
+    assert '<span id="elapsed">3 min 20 s</span>' in page
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(None, "–"), (45.4, "45 s"), (200, "3 min 20 s"), (3900, "1 h 5 min")]
+)
+def test_duration_filter(seconds, text):
+    from training_jobs.templatetags.training_format import duration
+
+    assert duration(seconds) == text
+
+
 def test_job_page_of_queued_job_is_staff_only(anonymous_client, user_client, staff_client, make_job):
     make_job(Status.RUNNING)
     job = make_job()
