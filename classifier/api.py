@@ -255,6 +255,22 @@ class ImageDetailApi(APIView):
             return error_response("not_found", f"Image {upload_id} not found.", status.HTTP_404_NOT_FOUND)
         return Response(ImageOutput(upload, context={"request": request}).data)
 
+    @extend_schema(operation_id="images_destroy", responses={204: None})
+    def delete(self, request, upload_id: int):
+        """Delete an image and its predictions (the uploader and staff only)."""
+        upload = selectors.upload_get_for_user(upload_id, request.user)
+        if upload is None:
+            return error_response("not_found", f"Image {upload_id} not found.", status.HTTP_404_NOT_FOUND)
+        if not request.user.is_authenticated:
+            raise NotAuthenticated("Log in or send an API token to delete your images.")
+        if not selectors.can_see_private(request.user, upload):
+            return error_response(
+                "permission_denied", "Only the uploader or staff may delete this image.", status.HTTP_403_FORBIDDEN
+            )
+
+        services.upload_delete(upload)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
 
 class ImageHideApi(APIView):
     """Hide an image from the public gallery and API, or show it again (staff only)."""

@@ -178,15 +178,23 @@ def upload_create(*, name: str, data: bytes, owner=None) -> Upload:
 
     Raises ``ImageRejected`` with a code and a message for the visitor.
     """
-    stored_image = _stored_image_for(name, data)
-
-    with transaction.atomic():
-        upload = Upload.objects.create(
-            stored_image=stored_image,
-            owner=owner if owner is not None and owner.is_authenticated else None,
-            original_name=name[:255],
-        )
-        prediction_request(upload)
+    for attempt in range(2):
+        stored_image = _stored_image_for(name, data)
+        try:
+            with transaction.atomic():
+                upload = Upload.objects.create(
+                    stored_image=stored_image,
+                    owner=owner if owner is not None and owner.is_authenticated else None,
+                    original_name=name[:255],
+                )
+                prediction_request(upload)
+            break
+        except IntegrityError:
+            # upload_delete removed the reused stored image, with its last
+            # upload, in between: store the content again, once.
+            if attempt:
+                raise
+            logger.warning("stored image for upload %r was deleted meanwhile, so it is stored again", name)
 
     logger.info("upload %s created from %r (%s)", upload.pk, name, stored_image.format)
     return upload
@@ -204,6 +212,32 @@ def upload_create_from_file(*, uploaded_file, owner=None) -> Upload:
 
     uploaded_file.seek(0)
     return upload_create(name=name, data=uploaded_file.read(), owner=owner)
+
+
+def upload_delete(upload: Upload) -> None:
+    """Delete an upload with its predictions, and its files once no other upload shares them.
+
+    The same content uploaded twice is stored once, so the files go only
+    with the last upload that uses them, after the deletion commits.
+    """
+    with transaction.atomic():
+        stored = StoredImage.objects.select_for_update().get(pk=upload.stored_image_id)
+        Upload.objects.filter(pk=upload.pk).delete()
+        shared = stored.uploads.exists()
+        if not shared:
+            names = [stored.original.name, stored.display.name, stored.thumbnail.name]
+            stored.delete()
+            transaction.on_commit(lambda: _storage_delete(names))
+    logger.info("upload %s deleted%s", upload.pk, "" if shared else f", with stored image {stored.sha256[:12]}")
+
+
+def _storage_delete(names: list[str]) -> None:
+    for name in names:
+        try:
+            default_storage.delete(name)
+        except OSError as error:
+            # The rows are gone already, so a file left behind only costs space.
+            logger.warning("could not delete stored file %s: %s", name, error)
 
 
 def upload_set_hidden(upload: Upload, *, hidden: bool) -> Upload:

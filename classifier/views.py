@@ -82,7 +82,7 @@ def upload_results(request: HttpRequest) -> HttpResponse:
 
 
 def _gallery_filters(request: HttpRequest, user) -> tuple[str, bool]:
-    """Read the gallery's label and "my uploads" filters; unknown values fall back to all."""
+    """Read the gallery's label and "my uploads" filters. Unknown values fall back to all photos."""
     label = request.GET.get("label", "")
     if label not in selectors.class_names():
         label = ""
@@ -155,6 +155,21 @@ def detail(request: HttpRequest, upload_id: int) -> HttpResponse:
             "can_see_original": selectors.can_see_private(user, upload),
         },
     )
+
+
+@require_http_methods(["GET", "POST"])
+def detail_delete(request: HttpRequest, upload_id: int) -> HttpResponse:
+    """Ask for confirmation (GET), then delete the photo (POST), for the uploader and staff only."""
+    upload = _upload_or_404(request, upload_id)
+    if not selectors.can_see_private(request.user, upload):
+        raise Http404("Image not found.")
+
+    if request.method == "GET":
+        return render(request, "classifier/delete.html", {"upload": upload})
+    services.upload_delete(upload)
+    messages.success(request, f"Photo {upload_id} is deleted, with its predictions.")
+    gallery_url = reverse("classifier:gallery")
+    return redirect(f"{gallery_url}?mine=1" if upload.owner_id == request.user.pk else gallery_url)
 
 
 @staff_member_required

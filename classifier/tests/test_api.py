@@ -357,3 +357,26 @@ def test_list_mine_includes_own_hidden_uploads(member, member_client, anonymous)
     assert own_hidden.pk not in [image["id"] for image in public["results"]]
     assert refused.status_code == 401
     assert "mine=true" in refused.json()["error"]["message"]
+
+
+def test_delete_image_by_uploader_only(member, member_client, staff_client, anonymous, django_user_model):
+    mine = services.upload_create(name="mine.jpg", data=make_image_bytes("JPEG", (56, 30)), owner=member)
+    other_user = APIClient()
+    other_user.force_authenticate(django_user_model.objects.create_user("other", password="other-password"))
+    url = f"{IMAGES_URL}{mine.pk}/"
+
+    assert anonymous.delete(url).status_code == 401
+    refused = other_user.delete(url)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["message"] == "Only the uploader or staff may delete this image."
+    assert member_client.delete(url).status_code == 204
+    assert member_client.get(url).status_code == 404
+    assert not Upload.objects.filter(pk=mine.pk).exists()
+    assert staff_client.delete(url).status_code == 404
+
+
+def test_staff_delete_anonymous_upload(staff_client, anonymous):
+    upload = services.upload_create(name="anon.jpg", data=make_image_bytes("JPEG", (57, 30)))
+
+    assert staff_client.delete(f"{IMAGES_URL}{upload.pk}/").status_code == 204
+    assert not Upload.objects.filter(pk=upload.pk).exists()

@@ -290,3 +290,36 @@ def test_migration_swaps_sizes_recorded_before_rotation():
     landscape.refresh_from_db()
     assert (portrait.width, portrait.height) == (30, 70)
     assert (landscape.width, landscape.height) == (70, 30)
+
+
+def test_upload_delete_keeps_files_shared_with_another_upload(django_capture_on_commit_callbacks):
+    data = make_image_bytes("JPEG", (44, 33))
+    first = services.upload_create(name="a.jpg", data=data)
+    second = services.upload_create(name="b.jpg", data=data)
+    stored = first.stored_image
+    names = [stored.original.name, stored.display.name, stored.thumbnail.name]
+
+    services.upload_delete(first)
+
+    assert not Upload.objects.filter(pk=first.pk).exists()
+    assert not Prediction.objects.filter(upload_id=first.pk).exists()
+    assert StoredImage.objects.filter(pk=stored.pk).exists()
+    assert all(default_storage.exists(name) for name in names)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.upload_delete(second)
+
+    assert not StoredImage.objects.filter(pk=stored.pk).exists()
+    assert not any(default_storage.exists(name) for name in names)
+
+
+def test_upload_create_after_delete_stores_content_again(django_capture_on_commit_callbacks):
+    data = make_image_bytes("JPEG", (45, 33))
+    first = services.upload_create(name="a.jpg", data=data)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.upload_delete(first)
+
+    again = services.upload_create(name="a.jpg", data=data)
+
+    assert default_storage.exists(again.stored_image.original.name)
+    assert again.stored_image.pk != first.stored_image_id

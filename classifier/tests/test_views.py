@@ -329,3 +329,32 @@ def test_gallery_mine_filter_for_logged_in_users(client, owner, owner_client):
     assert 'href="/gallery/export.csv?mine=1"' in mine_page
     assert "<h1>Gallery</h1>" in anonymous_page
     assert 'name="mine"' not in anonymous_page
+
+
+def test_delete_page_confirms_then_deletes(client, owner, owner_client, admin_client):
+    upload = services.upload_create(name="portal.jpg", data=make_image_bytes(size=(38, 20)), owner=owner)
+    url = f"/images/{upload.pk}/delete/"
+
+    assert client.get(url).status_code == 404
+    assert client.post(url).status_code == 404
+    confirm = owner_client.get(url).content.decode()
+    assert "Delete photo" in confirm
+    assert "portal.jpg" in confirm
+    assert f'href="{url}"' in owner_client.get(f"/images/{upload.pk}/").content.decode()
+    assert Upload.objects.filter(pk=upload.pk).exists()
+
+    response = owner_client.post(url)
+
+    assert response.status_code == 302
+    assert response["Location"] == "/gallery/?mine=1"
+    assert not Upload.objects.filter(pk=upload.pk).exists()
+    assert admin_client.get(f"/images/{upload.pk}/").status_code == 404
+
+
+def test_staff_delete_redirects_to_gallery(owner, admin_client):
+    upload = services.upload_create(name="portal.jpg", data=make_image_bytes(size=(39, 20)), owner=owner)
+
+    response = admin_client.post(f"/images/{upload.pk}/delete/")
+
+    assert response["Location"] == "/gallery/"
+    assert not Upload.objects.filter(pk=upload.pk).exists()
