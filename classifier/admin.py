@@ -56,6 +56,14 @@ class UploadAdmin(admin.ModelAdmin):
     def label(self, upload: Upload) -> str:
         return upload.latest_prediction.label if upload.latest_prediction else "-"
 
+    # Through the service, so that stored files go with the last upload that uses them.
+    def delete_model(self, request, obj: Upload) -> None:
+        services.upload_delete(obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for upload in queryset:
+            services.upload_delete(upload)
+
     @admin.action(description="Hide the selected images from the gallery")
     def hide(self, request, queryset):
         for upload in queryset:
@@ -97,3 +105,7 @@ class PredictionAdmin(admin.ModelAdmin):
 class StoredImageAdmin(admin.ModelAdmin):
     list_display = ["sha256", "format", "width", "height", "byte_size", "created"]
     readonly_fields = [field.name for field in StoredImage._meta.fields]
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Deleting the last upload of an image deletes the image and its files.
+        return False

@@ -7,6 +7,7 @@ import re
 
 import pytest
 from django.core.cache import cache
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from PIL import Image
@@ -358,3 +359,17 @@ def test_staff_delete_redirects_to_gallery(owner, admin_client):
 
     assert response["Location"] == "/gallery/"
     assert not Upload.objects.filter(pk=upload.pk).exists()
+
+
+def test_admin_delete_action_removes_unshared_files(admin_client, django_capture_on_commit_callbacks):
+    upload = services.upload_create(name="a.jpg", data=make_image_bytes(size=(40, 20)))
+    original = upload.stored_image.original.name
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            "/admin/classifier/upload/", {"action": "delete_selected", "_selected_action": [upload.pk], "post": "yes"}
+        )
+
+    assert response.status_code == 302
+    assert not Upload.objects.filter(pk=upload.pk).exists()
+    assert not default_storage.exists(original)
