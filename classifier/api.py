@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotAuthenticated
+from rest_framework.exceptions import NotAuthenticated, Throttled
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
@@ -32,6 +33,27 @@ class UploadUserThrottle(UserRateThrottle):
         if request.user.is_authenticated and request.user.is_staff:
             return True
         return super().allow_request(request, view)
+
+
+def upload_rate_text(scope: str) -> str:
+    """Return a throttle rate such as ``30/hour`` in words: "30 per hour"."""
+    count, _, period = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"][scope].partition("/")
+    unit = {"s": "second", "sec": "second", "m": "minute", "min": "minute", "h": "hour", "d": "day"}.get(period, period)
+    return f"{count} per {unit}"
+
+
+def throttle_message(user, wait_seconds: float) -> str:
+    """Say which upload limit was reached and how long to wait, in minutes once that is over 90 s."""
+    if user.is_authenticated:
+        limit = f"the limit is {upload_rate_text('uploads_user')} for each account"
+    else:
+        limit = f"the limit is {upload_rate_text('uploads_anon')} for visitors who are not logged in"
+    seconds = max(1, math.ceil(wait_seconds))
+    if seconds <= 90:
+        wait = f"{seconds} second{'' if seconds == 1 else 's'}"
+    else:
+        wait = f"about {math.ceil(seconds / 60)} minutes"
+    return f"Too many uploads: {limit}. Try again in {wait}."
 
 
 class PredictionOutput(serializers.Serializer):
@@ -171,6 +193,13 @@ class ImageCollectionApi(APIView):
         if self.request.method == "POST":
             return [UploadAnonThrottle(), UploadUserThrottle()]
         return []
+
+    def throttled(self, request, wait):
+        # DRF's own message ends in "Expected available in 3556 seconds.";
+        # this one names the limit. `wait` still sets the Retry-After header.
+        exception = Throttled(detail=throttle_message(request.user, wait or 1))
+        exception.wait = math.ceil(wait) if wait else None
+        raise exception
 
     @extend_schema(
         operation_id="images_list",

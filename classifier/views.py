@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from classifier import exports, selectors, services
-from classifier.api import UploadAnonThrottle, UploadUserThrottle, create_uploads
+from classifier.api import UploadAnonThrottle, UploadUserThrottle, create_uploads, throttle_message, upload_rate_text
 from classifier.imaging import ACCEPT_ATTRIBUTE
 from classifier.models import Prediction, Upload
 from heritage_site.api import request_user
@@ -37,6 +37,7 @@ def upload_page(request: HttpRequest) -> HttpResponse:
         "accept": ACCEPT_ATTRIBUTE,
         "max_files": settings.UPLOAD_MAX_FILES,
         "max_megabytes": settings.UPLOAD_MAX_BYTES // (1024 * 1024),
+        "upload_rate": upload_rate_text("uploads_user" if request.user.is_authenticated else "uploads_anon"),
         "active_model": selectors.model_version_get_active(),
         "rejections": [],
     }
@@ -46,7 +47,7 @@ def upload_page(request: HttpRequest) -> HttpResponse:
     files = request.FILES.getlist("file")
     wait = _throttle_wait(request)
     if wait is not None:
-        messages.error(request, f"Too many uploads from your address. Try again in {wait:.0f} seconds.")
+        messages.error(request, throttle_message(request.user, wait))
         return render(request, "classifier/upload.html", context, status=429)
     if not files:
         messages.error(request, "Choose one or more photos to upload.")

@@ -159,6 +159,22 @@ def test_anonymous_uploads_are_throttled(anonymous, settings):
 
     assert response.status_code == 429
     assert response.json()["error"]["code"] == "throttled"
+    assert response.json()["error"]["message"].startswith(
+        "Too many uploads: the limit is 5 per minute for visitors who are not logged in. Try again in "
+    )
+    assert 1 <= int(response["Retry-After"]) <= 60
+
+
+@pytest.mark.parametrize(
+    ("wait", "text"), [(0.2, "Try again in 1 second."), (90, "Try again in 90 seconds."), (3556, "about 60 minutes")]
+)
+def test_throttle_message_names_limit_and_wait(member, wait, text):
+    from django.contrib.auth.models import AnonymousUser
+
+    from classifier.api import throttle_message
+
+    assert text in throttle_message(AnonymousUser(), wait)
+    assert "the limit is 1000 per minute for each account" in throttle_message(member, wait)
 
 
 def test_staff_uploads_are_not_throttled(staff_client):

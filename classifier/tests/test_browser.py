@@ -131,3 +131,20 @@ def test_my_uploads_filter_and_csv_download(live_server, active_model, browser, 
     assert download_info.value.suggested_filename == "heritage-lens-my-uploads.csv"
     assert [(int(row["id"]), row["file"]) for row in rows] == [(own.pk, "Portal 1.jpg")]
     assert f"p_{active_model.class_names[0]}" in rows[0]
+
+
+def test_upload_page_sends_more_files_than_form_limit(live_server, active_model, browser, tmp_path, settings):
+    settings.UPLOAD_MAX_FILES = 2
+    photos = []
+    for index in range(3):
+        photo = tmp_path / f"portal-{index}.jpg"
+        photo.write_bytes(make_image_bytes("JPEG", (60 + index, 40)))
+        photos.append(str(photo))
+    page = browser.new_page()
+
+    page.goto(f"{live_server.url}/")
+    page.set_input_files("#file-input", photos)
+
+    page.wait_for_function("document.querySelectorAll('.upload-item img[src]').length === 3", timeout=30_000)
+    assert page.locator(".upload-item").count() == 3
+    assert page.locator(".status-rejected").count() == 0

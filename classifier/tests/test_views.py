@@ -98,7 +98,7 @@ def test_form_post_throttled_for_anonymous(client):
     response = client.post("/", {"file": [SimpleUploadedFile("a.jpg", make_image_bytes("JPEG"))]})
 
     assert response.status_code == 429
-    assert "Too many uploads" in response.content.decode()
+    assert "Too many uploads: the limit is 5 per minute for visitors who are not logged in." in response.content.decode()
 
 
 def test_results_page_stops_refreshing_when_done(client):
@@ -373,3 +373,11 @@ def test_admin_delete_action_removes_unshared_files(admin_client, django_capture
     assert response.status_code == 302
     assert not Upload.objects.filter(pk=upload.pk).exists()
     assert not default_storage.exists(original)
+
+
+def test_upload_page_states_hourly_limit(client, owner_client):
+    anonymous_page = client.get("/").content.decode()
+    owner_page = owner_client.get("/").content.decode()
+
+    assert "Limit: 5 per minute for visitors who are not logged in." in anonymous_page
+    assert "Limit: 1000 per minute." in owner_page

@@ -10,7 +10,6 @@
   }
 
   var apiUrl = form.dataset.apiUrl;
-  var maxFiles = parseInt(form.dataset.maxFiles, 10) || 20;
   var input = document.getElementById("file-input");
   var dropZone = document.getElementById("drop-zone");
   var list = document.getElementById("upload-list");
@@ -154,7 +153,9 @@
   }
 
   function addFiles(files) {
-    var selected = Array.prototype.slice.call(files, 0, maxFiles);
+    // One request per file, so the per-request file limit of the plain form
+    // does not apply here: every chosen file is queued.
+    var selected = Array.prototype.slice.call(files);
     if (!selected.length) return;
     section.hidden = false;
     selected.forEach(function (file) {
