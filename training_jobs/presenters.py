@@ -108,3 +108,20 @@ def dataset_summary(dataset, *, include_path: bool) -> dict[str, Any]:
         summary["path"] = dataset.path
         summary["unreadable_files"] = dataset.unreadable
     return summary
+
+
+def active_model_summary() -> dict[str, Any]:
+    """Describe the model that serves predictions now, for the promote confirmation.
+
+    Test scores are known when that model came from a training job. For the
+    committed default model only its validation macro-F1 (from model.json)
+    is stored.
+    """
+    from classifier.selectors import model_version_get_active
+
+    active = model_version_get_active()
+    if active is None:
+        return {"active": None, "active_job": None, "active_val_macro_f1": None}
+    active_job = active.training_jobs.filter(status=TrainingJob.Status.SUCCEEDED).first()
+    val = (active.metrics or {}).get("val") or {}
+    return {"active": active, "active_job": active_job, "active_val_macro_f1": val.get("macro_f1")}

@@ -17,7 +17,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from heritage_site.api import request_user
 from training_jobs import presenters, selectors, services
@@ -74,7 +74,8 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         "downloads": presenters.job_downloads(job),
         "is_staff": _is_staff(request),
         "can_cancel": job.status in (TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING),
-        "can_promote": job.status == TrainingJob.Status.SUCCEEDED,
+        "can_promote": job.status == TrainingJob.Status.SUCCEEDED
+        and not (job.model_version is not None and job.model_version.is_active),
         "comparable": job.scored_on_ahe_test_split,
     }
     return render(request, "training_jobs/job_detail.html", context)
@@ -259,9 +260,12 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 @staff_member_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def job_promote(request: HttpRequest, job_id: int) -> HttpResponse:
+    """Compare the job with the active model (GET), then make it serve predictions (POST)."""
     job = _get_job(request, job_id)
+    if request.method == "GET":
+        return render(request, "training_jobs/promote.html", {"job": job, **presenters.active_model_summary()})
     try:
         job = services.training_job_promote(job=job)
     except services.TrainingJobError as error:

@@ -31,7 +31,7 @@ def test_job_page_shows_results(anonymous_client, ahe_test_counts, succeeded_job
     assert "0.906" in page  # altar F1 of Llamas et al. (2017) beside the job's
     assert f"/training/jobs/{succeeded_job.pk}/samples/?true=altar&amp;pred=apse" in page
     assert "chart.js-4.5.1/chart.umd.min.js" in page
-    assert 'id="promote-form"' not in page
+    assert 'id="promote-link"' not in page
 
 
 def test_job_page_shows_elapsed_time_without_javascript(anonymous_client, succeeded_job):
@@ -190,7 +190,7 @@ def test_cancelled_job_page_offers_checkpoint(staff_client, make_job, tmp_path):
 
     assert "The best checkpoint so far, from epoch 1," in page
     assert f"/training/jobs/{job.pk}/model/model.safetensors" in page
-    assert 'id="promote-form"' not in page
+    assert 'id="promote-link"' not in page
     assert "Compare with the published results" not in page
 
 
@@ -423,3 +423,25 @@ def test_admin_rejects_bad_dataset_folder(staff_client, db, tmp_path):
     assert response.status_code == 200
     assert "not found" in response.content.decode()
     assert not Dataset.objects.exists()
+
+
+def test_promote_asks_first_with_active_model_beside(staff_client, anonymous_client, succeeded_job):
+    from classifier import services as classifier_services
+
+    default = classifier_services.model_version_ensure_default()
+    job_page = staff_client.get(f"/training/jobs/{succeeded_job.pk}/").content.decode()
+    confirm = staff_client.get(f"/training/jobs/{succeeded_job.pk}/promote/").content.decode()
+
+    assert f'href="/training/jobs/{succeeded_job.pk}/promote/"' in job_page
+    assert 'id="promote-comparison"' in confirm
+    assert f"Active now: {default.version}" in confirm
+    assert "0.889" in confirm  # the job's test accuracy, 8 / 9
+    assert ModelVersion.objects.get(is_active=True) == default
+    assert "/login/" in anonymous_client.get(f"/training/jobs/{succeeded_job.pk}/promote/")["Location"]
+
+    staff_client.post(f"/training/jobs/{succeeded_job.pk}/promote/")
+    promoted_page = staff_client.get(f"/training/jobs/{succeeded_job.pk}/").content.decode()
+
+    assert ModelVersion.objects.get(is_active=True).training_jobs.get() == succeeded_job
+    assert "(active)" in promoted_page
+    assert 'id="promote-link"' not in promoted_page
