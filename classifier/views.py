@@ -103,11 +103,16 @@ def gallery(request: HttpRequest) -> HttpResponse:
     paginator = Paginator(_gallery_uploads(request.user, label, mine), settings.GALLERY_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     query = urlencode({key: value for key, value in (("label", label), ("mine", "1" if mine else "")) if value})
-    return render(
-        request,
-        "classifier/gallery.html",
-        {"page": page, "label": label, "mine": mine, "query": query, "class_names": selectors.class_names()},
-    )
+    context = {
+        "page": page,
+        "label": label,
+        "mine": mine,
+        "mine_requested": request.GET.get("mine") == "1",
+        "unknown_label": request.GET.get("label", "") if request.GET.get("label", "") != label else "",
+        "query": query,
+        "class_names": selectors.class_names(),
+    }
+    return render(request, "classifier/gallery.html", context)
 
 
 @require_GET

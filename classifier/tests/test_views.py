@@ -381,3 +381,12 @@ def test_upload_page_states_hourly_limit(client, owner_client):
 
     assert "Limit: 5 per minute for visitors who are not logged in." in anonymous_page
     assert "Limit: 1000 per minute." in owner_page
+
+
+def test_gallery_explains_ignored_filters(client):
+    page = client.get("/gallery/?mine=1&label=nave").content.decode()
+
+    assert "to see your own uploads. This is the public gallery." in page
+    assert 'href="/accounts/login/?next=' in page
+    assert "“nave” is not a class of the active model, so every photo is shown." in page
+    assert "<h1>Gallery</h1>" in page

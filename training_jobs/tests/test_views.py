@@ -445,3 +445,12 @@ def test_promote_asks_first_with_active_model_beside(staff_client, anonymous_cli
     assert ModelVersion.objects.get(is_active=True).training_jobs.get() == succeeded_job
     assert "(active)" in promoted_page
     assert 'id="promote-link"' not in promoted_page
+
+
+def test_cancelled_job_without_checkpoint_says_why(staff_client, make_job):
+    job = make_job(Status.CANCELLED)
+    TrainingJob.objects.filter(pk=job.pk).update(model_dir="", best_epoch=None)
+
+    page = staff_client.get(f"/training/jobs/{job.pk}/").content.decode()
+
+    assert "It stopped before its first validation pass, so no checkpoint was kept." in page
