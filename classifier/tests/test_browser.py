@@ -69,6 +69,10 @@ def test_upload_two_photos_and_browse(live_server, start_worker, active_model, b
     assert {items.nth(i).locator(".upload-name").inner_text() for i in range(2)} == {"Facade.JPG", "dropped.png"}
     label = items.first.get_attribute("data-label")
     assert label in active_model.class_names
+    # Labels read as words ("inner dome"), not as the dataset spells them ("dome(inner)").
+    shown = page.inner_text("#upload-list")
+    assert "_" not in shown
+    assert "(" not in shown
 
     page.click("nav >> text=Gallery")
     assert page.locator(".gallery-item").count() == 2

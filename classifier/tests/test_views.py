@@ -14,6 +14,7 @@ from PIL import Image
 
 from classifier import services
 from classifier.models import Prediction, Upload
+from classifier.templatetags.element_names import element_name
 from conftest import make_image_bytes
 
 pytestmark = pytest.mark.django_db
@@ -153,7 +154,8 @@ def test_detail_shows_all_probabilities_and_version(client, active_model):
     html = client.get(f"/images/{upload.pk}/").content.decode()
 
     for name in active_model.class_names:
-        assert name in html
+        assert f'<span class="probability-label">{element_name(name)}</span>' in html
+    assert '<span class="probability-label">inner dome</span>' in html
     assert active_model.version in html
     assert "Download the original" not in html
 

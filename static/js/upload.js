@@ -29,6 +29,14 @@
     return node;
   }
 
+  // Class names as visitors read them, by the rule of the element_name
+  // template filter: bell_tower to "bell tower", dome(inner) to "inner dome".
+  function elementName(className) {
+    var words = String(className).replace(/_/g, " ").trim();
+    var qualified = /^([\w ]+)\(([\w ]+)\)$/.exec(words);
+    return qualified ? qualified[2].trim() + " " + qualified[1].trim() : words;
+  }
+
   function renderProbabilities(probabilities) {
     var ranked = Object.keys(probabilities)
       .map(function (name) { return [name, probabilities[name]]; })
@@ -38,7 +46,7 @@
     ranked.forEach(function (pair) {
       var percent = Math.round(pair[1] * 100);
       var li = element("li");
-      li.appendChild(element("span", "probability-label", pair[0]));
+      li.appendChild(element("span", "probability-label", elementName(pair[0])));
       var bar = element("span", "bar");
       bar.setAttribute("aria-hidden", "true");
       var fill = element("span", "bar-fill");
@@ -62,7 +70,7 @@
       return true;
     }
     item.status.textContent = "";
-    var link = element("a", "label", image.prediction.label);
+    var link = element("a", "label", elementName(image.prediction.label));
     link.href = image.page_url;
     item.status.appendChild(link);
     item.body.appendChild(renderProbabilities(image.prediction.probabilities));
