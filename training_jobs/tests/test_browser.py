@@ -135,3 +135,9 @@ def test_staff_launches_and_watches_job(page, live_server, transactional_db, dat
     assert page.evaluate("(wrap => wrap.scrollWidth <= wrap.clientWidth)(document.querySelector('.table-wrap'))")
     assert page.evaluate("Chart.getChart('compare-chart').data.datasets.length") == 3
     page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
+
+    # On a phone only the tables scroll sideways, never the whole page.
+    page.set_viewport_size({"width": 390, "height": 800})
+    for path in ("/training/", f"/training/jobs/{job.pk}/", f"/training/compare/?ids={job.pk}"):
+        page.goto(f"{live_server.url}{path}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
