@@ -7,11 +7,11 @@ import time
 
 from django.conf import settings
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotAuthenticated, Throttled
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
@@ -120,6 +120,15 @@ class ImageOutput(serializers.Serializer):
         return self._absolute(reverse("classifier:original-file", args=[upload.pk]))
 
 
+class ApiErrorDetail(serializers.Serializer):
+    code = serializers.CharField(help_text="Machine-readable reason, e.g. not_an_image or throttled.")
+    message = serializers.CharField(help_text="The reason in words, for people.")
+
+
+class ApiErrorOutput(serializers.Serializer):
+    error = ApiErrorDetail()
+
+
 class UploadResultsOutput(serializers.Serializer):
     results = serializers.ListField(
         child=serializers.DictField(),
@@ -174,7 +183,8 @@ def create_uploads(files, user) -> tuple[list[Upload | None], list[dict]]:
 class ImageCollectionApi(APIView):
     """List the public gallery (GET) or upload images (POST)."""
 
-    parser_classes = [MultiPartParser, FormParser]
+    # Multipart only: a urlencoded body cannot carry a file.
+    parser_classes = [MultiPartParser]
 
     class ListFilter(serializers.Serializer):
         label = serializers.CharField(required=False, allow_blank=True)
@@ -203,6 +213,8 @@ class ImageCollectionApi(APIView):
 
     @extend_schema(
         operation_id="images_list",
+        summary="List images",
+        description="The public gallery, newest first, or with mine=true the requester's own uploads.",
         parameters=[
             OpenApiParameter("label", str, description="Only images whose prediction is this class."),
             OpenApiParameter(
@@ -239,7 +251,47 @@ class ImageCollectionApi(APIView):
                 ),
             )
         ],
-        responses={201: UploadResultsOutput, 400: UploadResultsOutput},
+        summary="Upload images",
+        description=(
+            "Send one or more photos as multipart fields named `file`. Each file gets an entry in `results`, "
+            "in request order: an image (its `status` is pending until a worker stores the prediction) or "
+            "`{file, error}` for a rejected file."
+        ),
+        responses={201: UploadResultsOutput, 400: UploadResultsOutput, 429: ApiErrorOutput},
+        examples=[
+            OpenApiExample(
+                "One accepted photo and one rejected file",
+                response_only=True,
+                status_codes=["201"],
+                value={
+                    "results": [
+                        {
+                            "file": "nave.jpg", "id": 41, "status": "done",
+                            "prediction": {
+                                "label": "vault",
+                                "probabilities": {"altar": 0.01, "apse": 0.02, "vault": 0.91, "...": 0.06},
+                                "model_version": "efficientnet_lite2-eb3b2c4747",
+                                "predicted_at": "2026-12-05T08:00:00Z",
+                            },
+                            "error": None,
+                            "url": "http://localhost:8000/api/v1/images/41/",
+                            "page_url": "http://localhost:8000/images/41/",
+                            "image_url": "http://localhost:8000/images/41/display.jpg",
+                            "thumbnail_url": "http://localhost:8000/images/41/thumbnail.jpg",
+                            "original_url": None, "width": 1600, "height": 1200,
+                            "created": "2026-12-05T08:00:00Z",
+                        },
+                        {"file": "notes.txt", "error": {"code": "not_an_image", "message": "“notes.txt” is not an image. ..."}},
+                    ]
+                },
+            ),
+            OpenApiExample(
+                "Throttled",
+                response_only=True,
+                status_codes=["429"],
+                value={"error": {"code": "throttled", "message": "Too many uploads: the limit is 30 per hour ..."}},
+            ),
+        ],
     )
     def post(self, request):
         try:
