@@ -27,11 +27,12 @@ RESTART_LIMIT = 5
 RESTART_WINDOW_SECONDS = 300
 
 
-def _manage(*args: str) -> str:
+def _manage(*args: str, echo: bool = True) -> str:
     result = subprocess.run(
         [sys.executable, "manage.py", *args], cwd=REPO_ROOT, check=True, stdout=subprocess.PIPE, text=True
     )
-    print(result.stdout, end="", flush=True)
+    if echo:
+        print(result.stdout, end="", flush=True)
     return result.stdout
 
 
@@ -148,7 +149,8 @@ def main() -> int:
         return 1
 
     _manage("migrate", "--noinput", "-v", "0")
-    site_summary = _manage("prepare_site")
+    # Printed once, below the address, when the site is up.
+    site_summary = _manage("prepare_site", echo=False)
 
     stopping = False
 

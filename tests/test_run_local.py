@@ -86,8 +86,9 @@ def test_run_local_serves_predicts_and_stops(tmp_path, tiny_model_dir):
     process = start_process([sys.executable, "scripts/run_local.py"], env)
     seen: list[str] = []
     try:
-        _read_until(process, "Heritage Lens is running at", 120, seen)
-        assert any("Staff login: curator" in line for line in seen)
+        _read_until(process, "Press Ctrl-C to stop", 120, seen)
+        assert sum("Heritage Lens is running at" in line for line in seen) == 1
+        assert sum("Staff login: curator" in line for line in seen) == 1
         # An empty message file, as a half-written message looks to a polling
         # worker, must be dropped without stopping the inference worker.
         queue_dir = tmp_path / "var" / "broker" / "queue"
