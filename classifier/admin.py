@@ -10,10 +10,26 @@ from classifier.models import ModelVersion, Prediction, StoredImage, Upload
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["version", "is_active", "is_default", "model_dir", "created"]
+    list_display = ["version", "is_active", "is_default", "scores", "short_model_dir", "created"]
     list_filter = ["is_active", "is_default"]
     readonly_fields = ["is_active", "created"]
     actions = ["activate"]
+
+    @admin.display(description="Scores")
+    def scores(self, version: ModelVersion) -> str:
+        """Test scores of a promoted job's model, else the validation scores from model.json."""
+        metrics = version.metrics or {}
+        if metrics.get("macro_f1") is not None:
+            return f"test macro-F1 {metrics['macro_f1']:.3f}"
+        val = metrics.get("val") or {}
+        if val.get("macro_f1") is not None:
+            return f"validation macro-F1 {val['macro_f1']:.3f}"
+        return "-"
+
+    @admin.display(description="Model folder")
+    def short_model_dir(self, version: ModelVersion) -> str:
+        # Full paths run past the table, and the last two parts identify the folder.
+        return format_html('<span title="{}">…/{}</span>', version.model_dir, "/".join(version.model_dir.split("/")[-2:]))
 
     @admin.action(description="Activate the selected model version")
     def activate(self, request, queryset):

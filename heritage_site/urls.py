@@ -13,6 +13,10 @@ from rest_framework.authtoken.views import obtain_auth_token
 
 from heritage_site import views
 
+admin.site.site_header = "Heritage Lens administration"
+admin.site.site_title = "Heritage Lens admin"
+admin.site.index_title = "Uploads, models and training"
+
 api_v1_patterns = [
     path("auth/token/", obtain_auth_token, name="auth-token"),
     path("schema/", SpectacularAPIView.as_view(api_version="v1"), name="schema"),

@@ -392,3 +392,30 @@ def test_gallery_explains_ignored_filters(client):
     assert 'href="/accounts/login/?next=' in page
     assert "“nave” is not a class of the active model, so every photo is shown." in page
     assert "<h1>Gallery</h1>" in page
+
+
+def test_admin_model_versions_show_scores(admin_client, active_model):
+    page = admin_client.get("/admin/classifier/modelversion/").content.decode()
+
+    assert "Heritage Lens administration" in page
+    assert "Scores" in page
+    assert "Model folder" in page
+
+
+@pytest.mark.parametrize(
+    ("metrics", "shown"),
+    [
+        ({"accuracy": 0.95, "macro_f1": 0.9, "training_job": 3}, "test macro-F1 0.900"),
+        ({"val": {"accuracy": 0.96, "macro_f1": 0.95}}, "validation macro-F1 0.950"),
+        ({}, "-"),
+    ],
+)
+def test_admin_model_version_scores_column(metrics, shown):
+    from django.contrib import admin
+
+    from classifier.admin import ModelVersionAdmin
+    from classifier.models import ModelVersion
+
+    column = ModelVersionAdmin(ModelVersion, admin.site)
+
+    assert column.scores(ModelVersion(metrics=metrics)) == shown

@@ -218,9 +218,9 @@ def test_job_page_compares_only_ahe_test_set(anonymous_client, make_job, ahe_tes
     ahe_test_counts.save()
     other = anonymous_client.get(f"/training/jobs/{job.pk}/").content.decode()
 
-    assert "<th>Paper F1</th>" in comparable
+    assert "Paper F1 (Llamas et al. 2017)</th>" in comparable
     assert 'id="not-comparable"' not in comparable
-    assert "<th>Paper F1</th>" not in other
+    assert "Paper F1 (Llamas et al. 2017)</th>" not in other
     assert 'id="not-comparable"' in other
 
 
@@ -240,7 +240,7 @@ def test_comparability_follows_the_scored_photos(anonymous_client, make_job, ahe
 
     assert 'id="not-comparable"' in other
     assert 'id="not-comparable"' not in ahe
-    assert "<th>Paper F1</th>" in ahe
+    assert "Paper F1 (Llamas et al. 2017)</th>" in ahe
 
 
 def test_compare_json_feeds_chart(anonymous_client, succeeded_job):
