@@ -21,7 +21,7 @@ from ml.images import open_image
 
 logger = logging.getLogger(__name__)
 
-ACCEPTED_FORMATS_TEXT = "JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC"
+ACCEPTED_FORMATS_TEXT = "JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC or AVIF"
 # Values for the file picker; browsers compare them case-insensitively, and
 # the server ignores the name and reads the content.
 ACCEPT_TYPES = (
@@ -37,6 +37,7 @@ ACCEPT_TYPES = (
     ".tiff",
     ".heic",
     ".heif",
+    ".avif",
 )
 ACCEPT_ATTRIBUTE = ",".join(ACCEPT_TYPES)
 
@@ -208,4 +209,5 @@ EXTENSIONS = {
     "BMP": "bmp",
     "TIFF": "tif",
     "HEIF": "heic",
+    "AVIF": "avif",
 }

@@ -170,8 +170,8 @@ UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 25 * 1024 * 1024, minimum=1)
 UPLOAD_MAX_FILES = env_int("UPLOAD_MAX_FILES", 20, minimum=1)
 IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 50_000_000, minimum=1)
 # Pillow format names. MPO is how Pillow names the multi-picture JPEGs that
-# many phones write; HEIF comes from pillow-heif.
-_SUPPORTED_IMAGE_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF")
+# many phones write; HEIF comes from pillow-heif, AVIF from Pillow itself.
+_SUPPORTED_IMAGE_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
 IMAGE_ALLOWED_FORMATS = env_formats("IMAGE_ALLOWED_FORMATS", list(_SUPPORTED_IMAGE_FORMATS), _SUPPORTED_IMAGE_FORMATS)
 # Maximum width and height of the EXIF-free copies served publicly, in pixels.
 IMAGE_DISPLAY_MAX_SIDE = env_int("IMAGE_DISPLAY_MAX_SIDE", 1600, minimum=64)

@@ -15,7 +15,7 @@ from conftest import make_image_bytes
 LIMITS = {
     "max_bytes": 5 * 1024 * 1024,
     "max_pixels": 50_000_000,
-    "allowed_formats": ["JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF"],
+    "allowed_formats": ["JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF"],
 }
 
 
@@ -73,6 +73,8 @@ ACCEPTED = {
     "tiff": (lambda: _encode(_gradient("RGB"), "TIFF"), "TIFF"),
     "tiff_cmyk_compressed": (lambda: _encode(_gradient("CMYK"), "TIFF", compression="tiff_lzw"), "TIFF"),
     "heic": (_heic, "HEIF"),
+    "avif": (lambda: _encode(_gradient("RGB"), "AVIF", quality=70), "AVIF"),
+    "avif_alpha": (lambda: _encode(_gradient("RGBA"), "AVIF"), "AVIF"),
 }
 
 
