@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 # Importing ml.images also registers pillow-heif's HEIC/HEIF opener.
 from ml.errors import ImageDecodeError
-from ml.images import open_image
+from ml.images import camera_raw_kind, open_image
 
 logger = logging.getLogger(__name__)
 
@@ -68,28 +68,6 @@ def _looks_like_svg(head: bytes) -> bool:
     return text.startswith((b"<?xml", b"<svg", b"<!doctype svg")) and b"<svg" in text
 
 
-# Camera RAW files need a demosaicing decoder that Pillow does not have.
-# Several are TIFF files whose first image is only a small preview, so
-# Pillow would read that preview without complaint. They are recognised by
-# their signature, by the DNGVersion TIFF tag, or, for TIFF-based formats
-# with no signature of their own, by the file name extension.
-_RAW_SIGNATURES = (
-    (0, b"FUJIFILMCCD-RAW", "Fujifilm RAF"),
-    (0, b"IIRO", "Olympus ORF"),
-    (0, b"IIRS", "Olympus ORF"),
-    (0, b"MMOR", "Olympus ORF"),
-    (0, b"IIU\x00", "Panasonic RW2"),
-    (4, b"ftypcrx ", "Canon CR3"),
-    (8, b"CR\x02\x00", "Canon CR2"),
-)
-_RAW_EXTENSIONS = {
-    "arw": "Sony ARW", "cr2": "Canon CR2", "cr3": "Canon CR3", "dng": "DNG", "nef": "Nikon NEF",
-    "nrw": "Nikon NRW", "orf": "Olympus ORF", "pef": "Pentax PEF", "raf": "Fujifilm RAF",
-    "rw2": "Panasonic RW2", "srw": "Samsung SRW", "x3f": "Sigma X3F",
-}  # fmt: skip
-_DNG_VERSION_TAG = 50706
-
-
 def _reject_raw(name: str, kind: str) -> None:
     raise ImageRejected(
         "unsupported_format",
@@ -99,9 +77,9 @@ def _reject_raw(name: str, kind: str) -> None:
 
 
 def _reject_known_non_photos(name: str, head: bytes) -> None:
-    for offset, signature, kind in _RAW_SIGNATURES:
-        if head[offset : offset + len(signature)] == signature:
-            _reject_raw(name, kind)
+    kind = camera_raw_kind(head)
+    if kind:
+        _reject_raw(name, kind)
     if head.startswith(b"%PDF-"):
         raise ImageRejected(
             "unsupported_format",
@@ -152,12 +130,9 @@ def inspect_image(
 
     _reject_known_non_photos(name, data[:4096])
     image = _open_header(name, data, max_pixels)
-    if image.format == "TIFF":
-        extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-        if _DNG_VERSION_TAG in image.tag_v2:
-            _reject_raw(name, "DNG")
-        if extension in _RAW_EXTENSIONS:
-            _reject_raw(name, _RAW_EXTENSIONS[extension])
+    kind = camera_raw_kind(data[:64], image, name)
+    if kind:
+        _reject_raw(name, kind)
 
     if image.format not in allowed_formats:
         raise ImageRejected(

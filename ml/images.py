@@ -25,6 +25,47 @@ except ImportError:  # HEIC support is optional for the ml package alone.
 
 ImageSource = bytes | str | Path | Image.Image
 
+# Camera RAW files need a demosaicing decoder that Pillow does not have.
+# Several are TIFF files whose first image is only a small preview, so
+# Pillow would read that preview without complaint. They are recognised by
+# their signature, by the DNGVersion TIFF tag, or, for TIFF-based formats
+# with no signature of their own, by the file name extension.
+_RAW_SIGNATURES = (
+    (0, b"FUJIFILMCCD-RAW", "Fujifilm RAF"),
+    (0, b"IIRO", "Olympus ORF"),
+    (0, b"IIRS", "Olympus ORF"),
+    (0, b"MMOR", "Olympus ORF"),
+    (0, b"IIU\x00", "Panasonic RW2"),
+    (4, b"ftypcrx ", "Canon CR3"),
+    (8, b"CR\x02\x00", "Canon CR2"),
+)
+_RAW_EXTENSIONS = {
+    "arw": "Sony ARW", "cr2": "Canon CR2", "cr3": "Canon CR3", "dng": "DNG", "nef": "Nikon NEF",
+    "nrw": "Nikon NRW", "orf": "Olympus ORF", "pef": "Pentax PEF", "raf": "Fujifilm RAF",
+    "rw2": "Panasonic RW2", "srw": "Samsung SRW", "x3f": "Sigma X3F",
+}  # fmt: skip
+_DNG_VERSION_TAG = 50706
+
+
+
+
+def camera_raw_kind(head: bytes, image: Image.Image | None = None, name: str = "") -> str | None:
+    """Name the camera RAW format of a file ("Canon CR2", "DNG", ...), or return None.
+
+    `head` is the file's first bytes (64 are enough). `image`, the file opened
+    by Pillow, and `name` let TIFF-based formats be recognised too.
+    """
+    for offset, signature, kind in _RAW_SIGNATURES:
+        if head[offset : offset + len(signature)] == signature:
+            return kind
+    if image is not None and image.format == "TIFF":
+        if _DNG_VERSION_TAG in image.tag_v2:
+            return "DNG"
+        extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+        if extension in _RAW_EXTENSIONS:
+            return _RAW_EXTENSIONS[extension]
+    return None
+
 
 def open_image(source: ImageSource, draft_size: int | None = None) -> Image.Image:
     """Decode `source` into an RGB image with its EXIF orientation applied.
@@ -66,12 +107,28 @@ def _open(source: bytes | str | Path) -> Image.Image:
         if stream.stat().st_size == 0:
             raise ImageDecodeError(f"the file is empty (0 bytes): {source}")
 
+    head = source[:64] if isinstance(source, (bytes, bytearray)) else _read_head(stream)
+    name = "" if isinstance(source, (bytes, bytearray)) else str(source)
+    _reject_camera_raw(camera_raw_kind(head))
     try:
-        return Image.open(stream)
+        image = Image.open(stream)
     except UnidentifiedImageError as error:
         raise ImageDecodeError("not an image, or an image format that is not supported") from error
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise ImageDecodeError(f"image data is truncated or corrupt: {error}") from error
+
+    _reject_camera_raw(camera_raw_kind(head, image, name))
+    return image
+
+
+def _reject_camera_raw(kind: str | None) -> None:
+    if kind:
+        raise ImageDecodeError(f"a camera RAW file ({kind}), which is not supported. Export it as JPEG or TIFF first")
+
+
+def _read_head(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(64)
 
 
 def _draft_request(size: tuple[int, int], short_side: int) -> tuple[int, int]:

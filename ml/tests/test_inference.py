@@ -149,3 +149,19 @@ def test_predictor_without_model_dir_uses_default(monkeypatch, tiny_model):
     monkeypatch.setattr(ml, "DEFAULT_MODEL_DIR", tiny_model)
 
     assert Predictor(device="cpu").model_dir == tiny_model
+
+
+def test_open_image_rejects_camera_raw(tmp_path):
+    raf = b"FUJIFILMCCD-RAW 0201FF383501" + bytes(64)
+    preview = io.BytesIO()
+    Image.new("RGB", (40, 30), (90, 60, 30)).save(preview, "TIFF")
+    nef = tmp_path / "DSC_0001.NEF"
+    nef.write_bytes(preview.getvalue())
+    tif = tmp_path / "scan.tif"
+    tif.write_bytes(preview.getvalue())
+
+    with pytest.raises(ImageDecodeError, match=r"camera RAW file \(Fujifilm RAF\)"):
+        open_image(raf)
+    with pytest.raises(ImageDecodeError, match=r"camera RAW file \(Nikon NEF\).*Export it as JPEG or TIFF"):
+        open_image(nef)
+    assert open_image(tif).size == (40, 30)
