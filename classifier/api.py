@@ -35,19 +35,24 @@ class UploadUserThrottle(UserRateThrottle):
         return super().allow_request(request, view)
 
 
-def upload_rate_text(scope: str) -> str:
-    """Return a throttle rate such as ``30/hour`` in words: "30 per hour"."""
+def upload_rate_text(scope: str, noun: str) -> str:
+    """Return a throttle rate such as ``30/hour`` in words: "30 {noun} per hour"."""
     count, _, period = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"][scope].partition("/")
     unit = {"s": "second", "sec": "second", "m": "minute", "min": "minute", "h": "hour", "d": "day"}.get(period, period)
-    return f"{count} per {unit}"
+    return f"{count} {noun} per {unit}"
 
 
 def throttle_message(user, wait_seconds: float) -> str:
     """Say which upload limit was reached and how long to wait, in minutes once that is over 90 s."""
+    # The throttles count requests: one photo each from the upload page, up
+    # to UPLOAD_MAX_FILES from the API or the plain form.
     if user.is_authenticated:
-        limit = f"the limit is {upload_rate_text('uploads_user')} for each account"
+        limit = f"the limit is {upload_rate_text('uploads_user', 'upload requests')} for each account"
     else:
-        limit = f"the limit is {upload_rate_text('uploads_anon')} for visitors who are not logged in"
+        limit = (
+            f"the limit is {upload_rate_text('uploads_anon', 'upload requests')} for visitors who are not logged in "
+            f"(log in for {upload_rate_text('uploads_user', 'requests')})"
+        )
     seconds = max(1, math.ceil(wait_seconds))
     if seconds <= 90:
         wait = f"{seconds} second{'' if seconds == 1 else 's'}"

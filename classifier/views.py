@@ -37,7 +37,8 @@ def upload_page(request: HttpRequest) -> HttpResponse:
         "accept": ACCEPT_ATTRIBUTE,
         "max_files": settings.UPLOAD_MAX_FILES,
         "max_megabytes": settings.UPLOAD_MAX_BYTES // (1024 * 1024),
-        "upload_rate": upload_rate_text("uploads_user" if request.user.is_authenticated else "uploads_anon"),
+        # The page's script sends one request per photo, so requests are photos here.
+        "upload_rate": upload_rate_text("uploads_user" if request.user.is_authenticated else "uploads_anon", "photos"),
         "active_model": selectors.model_version_get_active(),
         "rejections": [],
     }
@@ -87,8 +88,13 @@ def _gallery_filters(request: HttpRequest, user) -> tuple[str, bool]:
     label = request.GET.get("label", "")
     if label not in selectors.class_names():
         label = ""
-    mine = request.GET.get("mine") == "1" and user.is_authenticated
+    mine = _mine_requested(request) and user.is_authenticated
     return label, mine
+
+
+def _mine_requested(request: HttpRequest) -> bool:
+    # The same spellings as the API's mine=true.
+    return request.GET.get("mine", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def _gallery_uploads(user, label: str, mine: bool):
@@ -107,7 +113,7 @@ def gallery(request: HttpRequest) -> HttpResponse:
         "page": page,
         "label": label,
         "mine": mine,
-        "mine_requested": request.GET.get("mine") == "1",
+        "mine_requested": _mine_requested(request),
         "unknown_label": request.GET.get("label", "") if request.GET.get("label", "") != label else "",
         "query": query,
         "class_names": selectors.class_names(),
@@ -120,7 +126,7 @@ def gallery_export(request: HttpRequest) -> HttpResponse:
     """Stream the gallery, or with mine=1 the requester's own uploads, as CSV with every class probability."""
     user = request_user(request)
     label, mine = _gallery_filters(request, user)
-    if request.GET.get("mine") == "1" and not mine:
+    if _mine_requested(request) and not mine:
         return HttpResponse(
             "Log in, or send an API token, to export your own uploads.", status=403, content_type="text/plain"
         )

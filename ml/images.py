@@ -63,7 +63,9 @@ def camera_raw_kind(head: bytes, image: Image.Image | None = None, name: str = "
             return "DNG"
         extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
         if extension in _RAW_EXTENSIONS:
-            return _RAW_EXTENSIONS[extension]
+            # A TIFF by content: say that the name decided, so that the owner
+            # of a plain TIFF knows to rename it.
+            return f"{_RAW_EXTENSIONS[extension]}, by its .{extension} name; rename a plain TIFF to .tif"
     return None
 
 

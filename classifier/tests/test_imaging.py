@@ -259,5 +259,5 @@ def test_inspect_rejects_tiff_based_raw_by_extension():
     rejection = _reject("DSC_0006.NEF", preview)
     accepted = inspect_image("scan.tif", preview, **LIMITS)
 
-    assert "(Nikon NEF)" in rejection.message
+    assert "(Nikon NEF, by its .nef name; rename a plain TIFF to .tif)" in rejection.message
     assert accepted.format == "TIFF"

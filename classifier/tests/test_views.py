@@ -99,7 +99,7 @@ def test_form_post_throttled_for_anonymous(client):
     response = client.post("/", {"file": [SimpleUploadedFile("a.jpg", make_image_bytes("JPEG"))]})
 
     assert response.status_code == 429
-    assert "Too many uploads: the limit is 5 per minute for visitors who are not logged in." in response.content.decode()
+    assert "the limit is 5 upload requests per minute for visitors who are not logged in" in response.content.decode()
 
 
 def test_results_page_stops_refreshing_when_done(client):
@@ -307,6 +307,8 @@ def test_gallery_export_mine_adds_hidden_uploads_and_names(client, owner, owner_
     token = Token.objects.create(user=owner).key
 
     rows = _csv(owner_client.get("/gallery/export.csv?mine=1"))
+    for spelling in ("true", "yes", "TRUE"):
+        assert _csv(owner_client.get(f"/gallery/export.csv?mine={spelling}")) == rows, spelling
     token_rows = _csv(client.get("/gallery/export.csv?mine=1", HTTP_AUTHORIZATION=f"Token {token}"))
     refused = client.get("/gallery/export.csv?mine=1")
 
@@ -381,8 +383,8 @@ def test_upload_page_states_hourly_limit(client, owner_client):
     anonymous_page = client.get("/").content.decode()
     owner_page = owner_client.get("/").content.decode()
 
-    assert "Limit: 5 per minute for visitors who are not logged in." in anonymous_page
-    assert "Limit: 1000 per minute." in owner_page
+    assert "Limit: 5 photos per minute for visitors who are not logged in." in anonymous_page
+    assert "Limit: 1000 photos per minute." in owner_page
 
 
 def test_gallery_explains_ignored_filters(client):
