@@ -17,10 +17,13 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Scores")
     def scores(self, version: ModelVersion) -> str:
-        """Test scores of a promoted job's model, else the validation scores from model.json."""
+        """Test scores of a promoted job's model or recorded in model.json, else the validation scores."""
         metrics = version.metrics or {}
         if metrics.get("macro_f1") is not None:
             return f"test macro-F1 {metrics['macro_f1']:.3f}"
+        test = metrics.get("test") or {}
+        if test.get("macro_f1") is not None:
+            return f"test macro-F1 {test['macro_f1']:.3f}"
         val = metrics.get("val") or {}
         if val.get("macro_f1") is not None:
             return f"validation macro-F1 {val['macro_f1']:.3f}"

@@ -110,6 +110,11 @@ def model_version_ensure_default() -> ModelVersion | None:
     model_dir = default_model_dir()
     if (model_dir / "model.json").is_file():
         default = model_version_register(model_dir=model_dir, is_default=True)
+        # Scores added to model.json later (python -m ml evaluate --record)
+        # reach a version registered before them.
+        metrics = _read_model_description(model_dir).get("metrics", {})
+        if default.metrics != metrics:
+            ModelVersion.objects.filter(pk=default.pk).update(metrics=metrics)
         if not ModelVersion.objects.filter(is_active=True).exists():
             model_version_activate(default)
     else:

@@ -95,6 +95,24 @@ def write_description(model_dir: Path, description: dict) -> None:
     atomic_write_bytes(Path(model_dir) / DESCRIPTION_NAME, text.encode())
 
 
+def record_split_metrics(model_dir: str | Path, split: str, report: dict) -> None:
+    """Store a split's headline scores under ``metrics[split]`` in model.json; the weights are untouched.
+
+    `report` is `ml.evaluation.evaluate`'s result. Only the figures a reader
+    compares models by are kept, with the split's fingerprint so that a
+    reader can tell which photos they were measured on.
+    """
+    description = read_description(model_dir)
+    description.setdefault("metrics", {})[split] = {
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro_f1"],
+        "n": report["n"],
+        "tta": report["tta"],
+        "split_fingerprint": report["split_fingerprint"],
+    }
+    write_description(Path(model_dir), description)
+
+
 def read_description(model_dir: str | Path) -> dict:
     """Read and check model.json; raise CheckpointError naming what is wrong."""
     path = Path(model_dir) / DESCRIPTION_NAME

@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of tables")
     evaluate.add_argument("--markdown", metavar="FILE", help="also write the tables as Markdown to FILE")
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    evaluate.add_argument(
+        "--record",
+        action="store_true",
+        help="store accuracy and macro-F1 under metrics.<split> in the model's model.json, for the site to show",
+    )
 
     predict = commands.add_parser("predict", help="classify image files")
     predict.add_argument("files", nargs="+", help="image files")
@@ -171,6 +176,11 @@ def run_evaluate(args) -> int:
         from ml.reporting import markdown_evaluation
 
         Path(args.markdown).write_text(markdown_evaluation(summary))
+    if args.record:
+        from ml.checkpoints import record_split_metrics
+
+        record_split_metrics(args.model, args.split, summary)
+        print(f"recorded {args.split} metrics in {Path(args.model) / 'model.json'}", file=sys.stderr)
     return 0
 
 

@@ -110,18 +110,44 @@ def dataset_summary(dataset, *, include_path: bool) -> dict[str, Any]:
     return summary
 
 
-def active_model_summary() -> dict[str, Any]:
-    """Describe the model that serves predictions now, for the promote confirmation.
+def active_model_summary(job: TrainingJob) -> dict[str, Any]:
+    """Describe the model that serves predictions now, for `job`'s promote confirmation.
 
-    Test scores are known when that model came from a training job. For the
-    committed default model only its validation macro-F1 (from model.json)
-    is stored.
+    Test scores come from the training job that made the active model, or
+    from its model.json (`python -m ml evaluate --record`). They compare
+    with `job`'s only when both were measured on the same photos.
     """
     from classifier.selectors import model_version_get_active
 
     active = model_version_get_active()
     if active is None:
-        return {"active": None, "active_job": None, "active_val_macro_f1": None}
+        return {"active": None, "active_test": None, "active_val_macro_f1": None, "same_test_photos": False}
+
+    metrics = active.metrics or {}
     active_job = active.training_jobs.filter(status=TrainingJob.Status.SUCCEEDED).first()
-    val = (active.metrics or {}).get("val") or {}
-    return {"active": active, "active_job": active_job, "active_val_macro_f1": val.get("macro_f1")}
+    if active_job is not None:
+        test = {
+            "accuracy": active_job.test_accuracy,
+            "macro_f1": active_job.test_macro_f1,
+            "fingerprint": active_job.test_split_fingerprint,
+            "source": f"job {active_job.pk}",
+        }
+        val_macro_f1 = active_job.val_macro_f1
+    else:
+        recorded = metrics.get("test") or {}
+        test = None
+        if recorded.get("macro_f1") is not None:
+            test = {
+                "accuracy": recorded.get("accuracy"),
+                "macro_f1": recorded["macro_f1"],
+                "fingerprint": recorded.get("split_fingerprint", ""),
+                "source": "model.json",
+            }
+        val_macro_f1 = (metrics.get("val") or {}).get("macro_f1")
+    same_test_photos = bool(test and job.test_split_fingerprint and test["fingerprint"] == job.test_split_fingerprint)
+    return {
+        "active": active,
+        "active_test": test,
+        "active_val_macro_f1": val_macro_f1,
+        "same_test_photos": same_test_photos,
+    }

@@ -265,7 +265,7 @@ def job_promote(request: HttpRequest, job_id: int) -> HttpResponse:
     """Compare the job with the active model (GET), then make it serve predictions (POST)."""
     job = _get_job(request, job_id)
     if request.method == "GET":
-        return render(request, "training_jobs/promote.html", {"job": job, **presenters.active_model_summary()})
+        return render(request, "training_jobs/promote.html", {"job": job, **presenters.active_model_summary(job)})
     try:
         job = services.training_job_promote(job=job)
     except services.TrainingJobError as error:

@@ -323,3 +323,22 @@ def test_upload_create_after_delete_stores_content_again(django_capture_on_commi
 
     assert default_storage.exists(again.stored_image.original.name)
     assert again.stored_image.pk != first.stored_image_id
+
+
+def test_ensure_default_picks_up_recorded_scores(tmp_path, settings):
+    import shutil
+
+    from ml.checkpoints import read_description, write_description
+
+    model_dir = tmp_path / "default"
+    shutil.copytree(settings.DEFAULT_MODEL_DIR, model_dir)
+    settings.DEFAULT_MODEL_DIR = str(model_dir)
+    registered = services.model_version_ensure_default()
+    description = read_description(model_dir)
+    description["metrics"] = {**description.get("metrics", {}), "test": {"accuracy": 0.97, "macro_f1": 0.96}}
+    write_description(model_dir, description)
+
+    services.model_version_ensure_default()
+
+    registered.refresh_from_db()
+    assert registered.metrics["test"] == {"accuracy": 0.97, "macro_f1": 0.96}

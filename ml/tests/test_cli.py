@@ -149,3 +149,23 @@ def test_benchmark_ensemble_baseline(tmp_path, capsys):
     assert "ensemble of 2 x tf_efficientnet_lite0" in out
     assert "plain timm runs 2 networks in turn" in out
     assert "batch of 64, images/s" in out
+
+
+def test_evaluate_record_stores_test_scores(tiny_model, tiny_dataset, tmp_path, capsys):
+    import shutil
+
+    from ml.checkpoints import load_checkpoint, read_description
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    weights_before = (model / "model.safetensors").read_bytes()
+
+    assert main(["evaluate", str(model), "--data", str(tiny_dataset), "--record", "--device", "cpu"]) == 0
+
+    recorded = read_description(model)["metrics"]["test"]
+    table = capsys.readouterr().out
+    assert f"accuracy {recorded['accuracy']:.4f}   macro-F1 {recorded['macro_f1']:.4f}" in table
+    assert recorded["n"] == 60
+    assert len(recorded["split_fingerprint"]) == 16
+    assert (model / "model.safetensors").read_bytes() == weights_before
+    load_checkpoint(model)

@@ -454,3 +454,22 @@ def test_cancelled_job_without_checkpoint_says_why(staff_client, make_job):
     page = staff_client.get(f"/training/jobs/{job.pk}/").content.decode()
 
     assert "It stopped before its first validation pass, so no checkpoint was kept." in page
+
+
+def test_promote_page_compares_test_scores_on_same_photos(staff_client, succeeded_job):
+    from classifier import services as classifier_services
+
+    default = classifier_services.model_version_ensure_default()
+    ModelVersion.objects.filter(pk=default.pk).update(
+        metrics={"test": {"accuracy": 0.9715, "macro_f1": 0.9674, "split_fingerprint": "feedfacefeedface"}}
+    )
+    TrainingJob.objects.filter(pk=succeeded_job.pk).update(test_split_fingerprint="feedfacefeedface")
+
+    same = staff_client.get(f"/training/jobs/{succeeded_job.pk}/promote/").content.decode()
+    TrainingJob.objects.filter(pk=succeeded_job.pk).update(test_split_fingerprint="0000000000000000")
+    other = staff_client.get(f"/training/jobs/{succeeded_job.pk}/promote/").content.decode()
+
+    assert "<td>0.967</td>" in same
+    assert "(model.json)" in same
+    assert 'id="same-test-photos"' in same
+    assert 'id="other-test-photos"' in other
