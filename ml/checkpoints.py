@@ -98,14 +98,18 @@ def write_description(model_dir: Path, description: dict) -> None:
 def record_split_metrics(model_dir: str | Path, split: str, report: dict) -> None:
     """Store a split's headline scores under ``metrics[split]`` in model.json; the weights are untouched.
 
-    `report` is `ml.evaluation.evaluate`'s result. Only the figures a reader
-    compares models by are kept, with the split's fingerprint so that a
-    reader can tell which photos they were measured on.
+    `report` is `ml.evaluation.evaluate`'s result. The scores, per-class
+    figures and confusion matrix are kept, not the per-image samples, with
+    the split's fingerprint so that a reader can tell which photos they were
+    measured on.
     """
     description = read_description(model_dir)
     description.setdefault("metrics", {})[split] = {
         "accuracy": report["accuracy"],
         "macro_f1": report["macro_f1"],
+        "per_class": report["per_class"],
+        "confusion_matrix": report["confusion_matrix"],
+        "class_names": report["class_names"],
         "n": report["n"],
         "tta": report["tta"],
         "split_fingerprint": report["split_fingerprint"],

@@ -151,3 +151,30 @@ def active_model_summary(job: TrainingJob) -> dict[str, Any]:
         "active_val_macro_f1": val_macro_f1,
         "same_test_photos": same_test_photos,
     }
+
+
+def served_model_results() -> dict[str, Any] | None:
+    """Return the test results of the model that serves predictions, when its model.json records them.
+
+    A model promoted from a job links to that job's page instead, so this
+    covers the committed default model and versions registered by hand.
+    Returns None when there is no active model or nothing to show.
+    """
+    from classifier.services import model_version_ensure_default
+    from ml.reference import is_ahe_test_split
+
+    # Registers the committed default model on a fresh database, as the
+    # models API does, and picks up scores recorded in its model.json since.
+    active = model_version_ensure_default()
+    if active is None:
+        return None
+    job = active.training_jobs.filter(status=TrainingJob.Status.SUCCEEDED).first()
+    test = (active.metrics or {}).get("test") or {}
+    if job is None and not test.get("per_class"):
+        return None
+    return {
+        "version": active,
+        "job": job,
+        "test": test if job is None else None,
+        "comparable": job is None and is_ahe_test_split(test.get("split_fingerprint", "")),
+    }

@@ -49,10 +49,14 @@ def _get_job(request: HttpRequest, job_id: int) -> TrainingJob:
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
     jobs = list(selectors.training_job_list(include_unfinished=_is_staff(request))[:100])
+    served = presenters.served_model_results()
     context = {
         "jobs": jobs,
         "succeeded": [job for job in jobs if job.status == TrainingJob.Status.SUCCEEDED],
         "references": REFERENCES,
+        "served": served,
+        "served_rows": _class_rows(served["test"]) if served else [],
+        "served_heatmap": _heatmap(served["test"]) if served else None,
     }
     return render(request, "training_jobs/dashboard.html", context)
 

@@ -166,6 +166,8 @@ def test_evaluate_record_stores_test_scores(tiny_model, tiny_dataset, tmp_path, 
     table = capsys.readouterr().out
     assert f"accuracy {recorded['accuracy']:.4f}   macro-F1 {recorded['macro_f1']:.4f}" in table
     assert recorded["n"] == 60
+    assert set(recorded["per_class"]) == set(recorded["class_names"])
+    assert sum(map(sum, recorded["confusion_matrix"])) == 60
     assert len(recorded["split_fingerprint"]) == 16
     assert (model / "model.safetensors").read_bytes() == weights_before
     load_checkpoint(model)

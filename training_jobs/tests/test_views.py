@@ -473,3 +473,37 @@ def test_promote_page_compares_test_scores_on_same_photos(staff_client, succeede
     assert "(model.json)" in same
     assert 'id="same-test-photos"' in same
     assert 'id="other-test-photos"' in other
+
+
+def test_dashboard_shows_served_model_results(anonymous_client, succeeded_job, settings, tmp_path):
+    import shutil
+
+    from ml.checkpoints import read_description, write_description
+    from ml.reference import AHE_TEST_FINGERPRINT
+
+    model_dir = tmp_path / "default"
+    shutil.copytree(settings.DEFAULT_MODEL_DIR, model_dir)
+    settings.DEFAULT_MODEL_DIR = str(model_dir)
+    description = read_description(model_dir)
+    per_class = {"altar": {"precision": 1.0, "recall": 0.95, "f1": 0.974, "support": 20}}
+    description["metrics"] = {
+        "test": {
+            "accuracy": 0.95, "macro_f1": 0.974, "n": 20, "per_class": per_class,
+            "confusion_matrix": [[19]], "class_names": ["altar"], "split_fingerprint": AHE_TEST_FINGERPRINT,
+        }
+    }  # fmt: skip
+    write_description(model_dir, description)
+    default_version = description["model_version"]
+
+    page = anonymous_client.get("/training/").content.decode()
+
+    assert f'The model serving predictions: <span class="mono">{default_version}</span>' in page
+    assert 'id="served-class-table"' in page
+    assert '<td class="f1 beats-paper">0.974</td>' in page  # above the paper's altar F1, 0.906
+    assert "AHE's official test split" in page
+
+    services.training_job_promote(job=succeeded_job)
+    promoted = anonymous_client.get("/training/").content.decode()
+
+    assert f'href="/training/jobs/{succeeded_job.pk}/">job {succeeded_job.pk}</a>' in promoted
+    assert 'id="served-class-table"' not in promoted
