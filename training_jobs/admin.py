@@ -46,7 +46,7 @@ class DatasetAdmin(admin.ModelAdmin):
     def unreadable_count(self, dataset: Dataset) -> int:
         return len(dataset.unreadable)
 
-    @admin.display(description="classes missing from a split")
+    @admin.display(description="missing classes")
     def missing_classes(self, dataset: Dataset) -> str:
         parts = [f"{split}: {', '.join(names)}" for split, names in dataset.missing.items() if names]
         return "; ".join(parts) or "none"
