@@ -83,17 +83,17 @@ def upload_results(request: HttpRequest) -> HttpResponse:
     return render(request, "classifier/results.html", {"uploads": uploads, "pending": pending})
 
 
-def _gallery_filters(request: HttpRequest, user) -> tuple[str, bool]:
+def _gallery_filters(request: HttpRequest, user, class_names: list[str]) -> tuple[str, bool]:
     """Read the gallery's label and "my uploads" filters. Unknown values fall back to all photos."""
     label = request.GET.get("label", "")
-    if label not in selectors.class_names():
+    if label not in class_names:
         label = ""
     mine = _mine_requested(request) and user.is_authenticated
     return label, mine
 
 
 def _mine_requested(request: HttpRequest) -> bool:
-    # The same spellings as the API's mine=true.
+    # The common spellings of true that the API's mine=true also accepts.
     return request.GET.get("mine", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
@@ -105,7 +105,8 @@ def _gallery_uploads(user, label: str, mine: bool):
 
 @require_GET
 def gallery(request: HttpRequest) -> HttpResponse:
-    label, mine = _gallery_filters(request, request.user)
+    class_names = selectors.class_names()
+    label, mine = _gallery_filters(request, request.user, class_names)
     paginator = Paginator(_gallery_uploads(request.user, label, mine), settings.GALLERY_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     query = urlencode({key: value for key, value in (("label", label), ("mine", "1" if mine else "")) if value})
@@ -114,9 +115,9 @@ def gallery(request: HttpRequest) -> HttpResponse:
         "label": label,
         "mine": mine,
         "mine_requested": _mine_requested(request),
-        "unknown_label": request.GET.get("label", "") if request.GET.get("label", "") != label else "",
+        "unknown_label": "" if request.GET.get("label", "") == label else request.GET["label"],
         "query": query,
-        "class_names": selectors.class_names(),
+        "class_names": class_names,
     }
     return render(request, "classifier/gallery.html", context)
 
@@ -125,7 +126,8 @@ def gallery(request: HttpRequest) -> HttpResponse:
 def gallery_export(request: HttpRequest) -> HttpResponse:
     """Stream the gallery, or with mine=1 the requester's own uploads, as CSV with every class probability."""
     user = request_user(request)
-    label, mine = _gallery_filters(request, user)
+    class_names = selectors.class_names()
+    label, mine = _gallery_filters(request, user, class_names)
     if _mine_requested(request) and not mine:
         return HttpResponse(
             "Log in, or send an API token, to export your own uploads.", status=403, content_type="text/plain"
@@ -133,7 +135,7 @@ def gallery_export(request: HttpRequest) -> HttpResponse:
 
     uploads = _gallery_uploads(user, label, mine).iterator(chunk_size=exports.CHUNK_SIZE)
     rows = exports.upload_csv_rows(
-        uploads, selectors.class_names(), build_url=request.build_absolute_uri, include_file_names=mine
+        uploads, class_names, build_url=request.build_absolute_uri, include_file_names=mine
     )
     response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
     name = "heritage-lens-my-uploads" if mine else "heritage-lens-gallery"
@@ -144,8 +146,8 @@ def gallery_export(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _upload_or_404(request: HttpRequest, upload_id: int, user=None) -> Upload:
-    upload = selectors.upload_get_for_user(upload_id, user or request.user)
+def _upload_or_404(upload_id: int, user) -> Upload:
+    upload = selectors.upload_get_for_user(upload_id, user)
     if upload is None:
         raise Http404("Image not found.")
     return upload
@@ -154,7 +156,7 @@ def _upload_or_404(request: HttpRequest, upload_id: int, user=None) -> Upload:
 @require_GET
 def detail(request: HttpRequest, upload_id: int) -> HttpResponse:
     user = request_user(request)
-    upload = _upload_or_404(request, upload_id, user)
+    upload = _upload_or_404(upload_id, user)
     prediction = upload.latest_prediction
     probabilities = prediction.top_probabilities(count=len(prediction.probabilities)) if prediction else []
     return render(
@@ -172,7 +174,7 @@ def detail(request: HttpRequest, upload_id: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def detail_delete(request: HttpRequest, upload_id: int) -> HttpResponse:
     """Ask for confirmation (GET), then delete the photo (POST), for the uploader and staff only."""
-    upload = _upload_or_404(request, upload_id)
+    upload = _upload_or_404(upload_id, request.user)
     if not selectors.can_see_private(request.user, upload):
         raise Http404("Image not found.")
 
@@ -187,7 +189,7 @@ def detail_delete(request: HttpRequest, upload_id: int) -> HttpResponse:
 @staff_member_required
 @require_POST
 def detail_set_hidden(request: HttpRequest, upload_id: int) -> HttpResponse:
-    upload = _upload_or_404(request, upload_id)
+    upload = _upload_or_404(upload_id, request.user)
     hidden = request.POST.get("hidden") == "1"
     services.upload_set_hidden(upload, hidden=hidden)
     messages.success(request, "The image is hidden from the gallery." if hidden else "The image is visible again.")
@@ -197,7 +199,7 @@ def detail_set_hidden(request: HttpRequest, upload_id: int) -> HttpResponse:
 @staff_member_required
 @require_POST
 def detail_predict(request: HttpRequest, upload_id: int) -> HttpResponse:
-    upload = _upload_or_404(request, upload_id)
+    upload = _upload_or_404(upload_id, request.user)
     services.prediction_request(upload)
     messages.success(request, "A new prediction with the active model is queued.")
     return redirect("classifier:detail", upload_id=upload.pk)
@@ -223,13 +225,13 @@ def _file_response(name: str, *, public: bool) -> FileResponse:
 
 @require_GET
 def display_file(request: HttpRequest, upload_id: int) -> FileResponse:
-    upload = _upload_or_404(request, upload_id, request_user(request))
+    upload = _upload_or_404(upload_id, request_user(request))
     return _file_response(upload.stored_image.display.name, public=not upload.is_hidden)
 
 
 @require_GET
 def thumbnail_file(request: HttpRequest, upload_id: int) -> FileResponse:
-    upload = _upload_or_404(request, upload_id, request_user(request))
+    upload = _upload_or_404(upload_id, request_user(request))
     return _file_response(upload.stored_image.thumbnail.name, public=not upload.is_hidden)
 
 
@@ -237,7 +239,7 @@ def thumbnail_file(request: HttpRequest, upload_id: int) -> FileResponse:
 def original_file(request: HttpRequest, upload_id: int) -> FileResponse:
     """Serve the uploaded bytes, EXIF included, to the uploader and staff only."""
     user = request_user(request)
-    upload = _upload_or_404(request, upload_id, user)
+    upload = _upload_or_404(upload_id, user)
     if not selectors.can_see_private(user, upload):
         raise Http404("Image not found.")
 

@@ -102,8 +102,13 @@ def env_rate(name: str, default: str) -> str:
 
 
 def env_url(name: str, default: str | None, schemes: tuple[str, ...], *, required: bool = False) -> str:
-    """Read a URL and check that its scheme is one this setting supports."""
+    """Read a URL and check that its scheme is one this setting supports.
+
+    An empty default makes the setting optional: unset, it returns "" unchecked.
+    """
     value = env_str(name, default, required=required)
+    if value == "":
+        return value
     scheme, separator, _ = value.partition("://")
     if not separator or scheme.lower() not in schemes:
         raise ImproperlyConfigured(

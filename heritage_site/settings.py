@@ -159,7 +159,7 @@ STORAGES = {
 
 # Caches hold throttle counters, so production needs one shared cache
 # (CACHE_URL=redis://...) or each gunicorn process counts on its own.
-_CACHE_URL = env_url("CACHE_URL", "", ("redis", "rediss")) if env_str("CACHE_URL", "") else ""
+_CACHE_URL = env_url("CACHE_URL", "", ("redis", "rediss"))
 if _CACHE_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL}}
 else:

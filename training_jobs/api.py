@@ -22,7 +22,7 @@ JOB_LIST_LIMIT = 200
 
 
 def _is_staff(request: Request) -> bool:
-    return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+    return IsStaff().has_permission(request, None)
 
 
 def _get_job(request: Request, job_id: int) -> TrainingJob:

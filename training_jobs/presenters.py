@@ -110,6 +110,11 @@ def dataset_summary(dataset, *, include_path: bool) -> dict[str, Any]:
     return summary
 
 
+def _training_job_of(version) -> TrainingJob | None:
+    """Return the succeeded job whose promotion registered `version`, if any."""
+    return version.training_jobs.filter(status=TrainingJob.Status.SUCCEEDED).first()
+
+
 def active_model_summary(job: TrainingJob) -> dict[str, Any]:
     """Describe the model that serves predictions now, for `job`'s promote confirmation.
 
@@ -124,7 +129,7 @@ def active_model_summary(job: TrainingJob) -> dict[str, Any]:
         return {"active": None, "active_test": None, "active_val_macro_f1": None, "same_test_photos": False}
 
     metrics = active.metrics or {}
-    active_job = active.training_jobs.filter(status=TrainingJob.Status.SUCCEEDED).first()
+    active_job = _training_job_of(active)
     if active_job is not None:
         test = {
             "accuracy": active_job.test_accuracy,
@@ -168,7 +173,7 @@ def served_model_results() -> dict[str, Any] | None:
     active = model_version_ensure_default()
     if active is None:
         return None
-    job = active.training_jobs.filter(status=TrainingJob.Status.SUCCEEDED).first()
+    job = _training_job_of(active)
     test = (active.metrics or {}).get("test") or {}
     if job is None and not test.get("per_class"):
         return None
