@@ -47,8 +47,6 @@ _RAW_EXTENSIONS = {
 _DNG_VERSION_TAG = 50706
 
 
-
-
 def camera_raw_kind(head: bytes, image: Image.Image | None = None, name: str = "") -> str | None:
     """Name the camera RAW format of a file ("Canon CR2", "DNG", ...), or return None.
 
@@ -63,8 +61,8 @@ def camera_raw_kind(head: bytes, image: Image.Image | None = None, name: str = "
             return "DNG"
         extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
         if extension in _RAW_EXTENSIONS:
-            # A TIFF by content: say that the name decided, so that the owner
-            # of a plain TIFF knows to rename it.
+            # The content is a plain TIFF, so the kind names the extension as
+            # the reason and tells the owner of a real TIFF to rename it.
             return f"{_RAW_EXTENSIONS[extension]}, by its .{extension} name; rename a plain TIFF to .tif"
     return None
 

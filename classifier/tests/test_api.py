@@ -339,9 +339,9 @@ def test_hide_requires_staff(anonymous, member_client, staff_client):
     assert anonymous_response.status_code == 401
     assert anonymous_response["WWW-Authenticate"] == "Token"
 
-    refused = member_client.post(url, {"hidden": True})
-    assert refused.status_code == 403
-    assert refused.json()["error"]["message"] == "Only staff users may do this."
+    forbidden = member_client.post(url, {"hidden": True})
+    assert forbidden.status_code == 403
+    assert forbidden.json()["error"]["message"] == "Only staff users may do this."
     response = staff_client.post(url, {"hidden": True})
 
     assert response.status_code == 200
@@ -368,12 +368,12 @@ def test_list_mine_includes_own_hidden_uploads(member, member_client, anonymous)
 
     mine = member_client.get(f"{IMAGES_URL}?mine=true").json()
     public = member_client.get(IMAGES_URL).json()
-    refused = anonymous.get(f"{IMAGES_URL}?mine=true")
+    unauthenticated = anonymous.get(f"{IMAGES_URL}?mine=true")
 
     assert [image["id"] for image in mine["results"]] == [own_hidden.pk, own.pk]
     assert own_hidden.pk not in [image["id"] for image in public["results"]]
-    assert refused.status_code == 401
-    assert "mine=true" in refused.json()["error"]["message"]
+    assert unauthenticated.status_code == 401
+    assert "mine=true" in unauthenticated.json()["error"]["message"]
 
 
 def test_delete_image_by_uploader_only(member, member_client, staff_client, anonymous, django_user_model):
@@ -383,9 +383,9 @@ def test_delete_image_by_uploader_only(member, member_client, staff_client, anon
     url = f"{IMAGES_URL}{mine.pk}/"
 
     assert anonymous.delete(url).status_code == 401
-    refused = other_user.delete(url)
-    assert refused.status_code == 403
-    assert refused.json()["error"]["message"] == "Only the uploader or staff may delete this image."
+    forbidden = other_user.delete(url)
+    assert forbidden.status_code == 403
+    assert forbidden.json()["error"]["message"] == "Only the uploader or staff may delete this image."
     assert member_client.delete(url).status_code == 204
     assert member_client.get(url).status_code == 404
     assert not Upload.objects.filter(pk=mine.pk).exists()

@@ -70,9 +70,9 @@ def test_upload_two_photos_and_browse(live_server, start_worker, active_model, b
     label = items.first.get_attribute("data-label")
     assert label in active_model.class_names
     # Labels read as words ("inner dome"), not as the dataset spells them ("dome(inner)").
-    shown = page.inner_text("#upload-list")
-    assert "_" not in shown
-    assert "(" not in shown
+    list_text = page.inner_text("#upload-list")
+    assert "_" not in list_text
+    assert "(" not in list_text
 
     page.click("nav >> text=Gallery")
     assert page.locator(".gallery-item").count() == 2

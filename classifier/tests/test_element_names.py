@@ -6,7 +6,7 @@ from classifier.templatetags.element_names import element_name
 
 
 @pytest.mark.parametrize(
-    ("class_name", "shown"),
+    ("class_name", "words"),
     [
         ("altar", "altar"),
         ("bell_tower", "bell tower"),
@@ -16,5 +16,5 @@ from classifier.templatetags.element_names import element_name
         ("rose_window(gothic)", "gothic rose window"),
     ],
 )
-def test_element_name(class_name, shown):
-    assert element_name(class_name) == shown
+def test_element_name(class_name, words):
+    assert element_name(class_name) == words

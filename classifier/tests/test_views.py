@@ -279,7 +279,7 @@ def _csv(response) -> list[dict[str, str]]:
 
 
 def test_gallery_export_lists_public_photos_with_probabilities(client, owner):
-    shown = _done(services.upload_create(name="=HYPERLINK(1).jpg", data=make_image_bytes(size=(31, 20)), owner=owner))
+    public = _done(services.upload_create(name="=HYPERLINK(1).jpg", data=make_image_bytes(size=(31, 20)), owner=owner))
     hidden = services.upload_create(name="b.jpg", data=make_image_bytes(size=(32, 20)), owner=owner)
     services.upload_set_hidden(hidden, hidden=True)
 
@@ -289,12 +289,12 @@ def test_gallery_export_lists_public_photos_with_probabilities(client, owner):
     assert response.status_code == 200
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert 'filename="heritage-lens-gallery.csv"' in response["Content-Disposition"]
-    assert [int(row["id"]) for row in rows] == [shown.pk]
+    assert [int(row["id"]) for row in rows] == [public.pk]
     assert "file" not in rows[0]
     assert rows[0]["label"] == "apse"
     assert rows[0]["p_apse"] == "0.900000"
     assert rows[0]["confidence"] == "0.900000"
-    assert rows[0]["page_url"] == f"http://testserver/images/{shown.pk}/"
+    assert rows[0]["page_url"] == f"http://testserver/images/{public.pk}/"
 
 
 def test_gallery_export_mine_adds_hidden_uploads_and_names(client, owner, owner_client):
@@ -310,14 +310,14 @@ def test_gallery_export_mine_adds_hidden_uploads_and_names(client, owner, owner_
     for spelling in ("true", "yes", "TRUE"):
         assert _csv(owner_client.get(f"/gallery/export.csv?mine={spelling}")) == rows, spelling
     token_rows = _csv(client.get("/gallery/export.csv?mine=1", HTTP_AUTHORIZATION=f"Token {token}"))
-    refused = client.get("/gallery/export.csv?mine=1")
+    forbidden = client.get("/gallery/export.csv?mine=1")
 
     assert [(int(row["id"]), row["file"]) for row in rows] == [(hidden.pk, "b.jpg"), (formula.pk, "'=HYPERLINK(1).jpg")]
     assert rows[0]["status"] == "pending"
     assert rows[0]["label"] == ""
     assert token_rows == rows
-    assert refused.status_code == 403
-    assert b"Log in, or send an API token" in refused.content
+    assert forbidden.status_code == 403
+    assert b"Log in, or send an API token" in forbidden.content
 
 
 def test_gallery_mine_filter_for_logged_in_users(client, owner, owner_client):
