@@ -32,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help=f"maximum epochs (default {defaults.epochs})")
     train.add_argument("--batch-size", type=int, help=f"images per batch (default {defaults.batch_size})")
     train.add_argument("--lr", dest="learning_rate", type=float, help=f"peak learning rate (default {defaults.learning_rate})")
+    train.add_argument(
+        "--warmup-epochs", type=float, help=f"linear learning-rate warm-up in epochs (default {defaults.warmup_epochs})"
+    )
+    train.add_argument(
+        "--init-from", help="model folder to continue from, trained on the same data and validation split"
+    )
     train.add_argument("--image-size", type=int, help=f"input side in pixels (default {defaults.image_size})")
     train.add_argument("--ema-decay", type=float, help=f"weight moving-average decay per batch (default {defaults.ema_decay})")
     train.add_argument("--patience", type=int, help=f"early-stopping patience in epochs (default {defaults.patience})")

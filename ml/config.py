@@ -62,6 +62,11 @@ class TrainConfig:
     device: str = "auto"  # "auto" takes CUDA when present, else the CPU
     max_bad_images: int = 20  # unreadable files tolerated before training stops
     tta: bool = True  # average predictions over the image and its mirror image
+    # A model folder whose weights training starts from instead of ImageNet's,
+    # to continue a run at a lower learning rate. It must share the backbone,
+    # the classes, the dataset and the validation split, so that validation
+    # never scores photos the starting model trained on.
+    init_from: str | None = None
 
     def validate(self) -> None:
         """Raise ConfigError naming every invalid field, one "; "-separated message each."""
@@ -96,6 +101,10 @@ class TrainConfig:
             problems.append(f"num_workers must be 0 or more, got {self.num_workers}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             problems.append(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        if self.warmup_epochs < 0:
+            problems.append(f"warmup_epochs must be 0 or more, got {self.warmup_epochs}")
+        if self.init_from is not None and not (Path(self.init_from) / "model.json").is_file():
+            problems.append(f"init_from must be a model folder with model.json, got {self.init_from}")
         if self.weights_file is not None and not Path(self.weights_file).is_file():
             problems.append(f"weights_file not found: {self.weights_file}")
         if problems:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ml.checkpoints import save_checkpoint
+from ml.checkpoints import load_checkpoint, save_checkpoint
 from ml.config import TrainConfig
 from ml.data import (
     check_classes_have_images,
@@ -29,7 +29,7 @@ from ml.data import (
     load_images,
     stratified_split,
 )
-from ml.errors import DatasetError
+from ml.errors import ConfigError, DatasetError
 from ml.evaluation import predict_probabilities
 from ml.metrics import classification_report
 from ml.models import create_model, model_normalization
@@ -232,6 +232,42 @@ def validate(model, dataset, device, config, class_names) -> dict:
     return classification_report(labels.tolist(), probabilities.argmax(axis=1).tolist(), class_names)
 
 
+def load_starting_model(config: TrainConfig, data: PreparedData) -> tuple[nn.Module, dict]:
+    """Load config.init_from and check that continuing it keeps validation honest.
+
+    Raise ConfigError naming each difference from the run being configured:
+    backbone, classes, training data, or validation split.
+    """
+    model, description = load_checkpoint(config.init_from)
+    trained_with = description.get("config", {})
+    problems = []
+    if description.get("ensemble_size", 1) != 1:
+        problems.append("it is an ensemble, not one network")
+    if description["backbone"] != config.backbone:
+        problems.append(f"its backbone is {description['backbone']!r}, not {config.backbone!r}")
+    if description["class_names"] != data.class_names:
+        problems.append(f"its classes are {description['class_names']}, the dataset's are {data.class_names}")
+    if description.get("dataset_fingerprint") != data.fingerprint:
+        problems.append("it was trained on other training photos (the dataset fingerprints differ)")
+    split_seed = trained_with.get("split_seed")
+    split = (trained_with.get("seed") if split_seed is None else split_seed, trained_with.get("val_fraction"))
+    if split != (config.effective_split_seed, config.val_fraction):
+        problems.append(
+            f"its validation split (split seed {split[0]}, fraction {split[1]}) differs from this run's "
+            f"(split seed {config.effective_split_seed}, fraction {config.val_fraction}), so validation "
+            "would score photos it trained on"
+        )
+    if problems:
+        raise ConfigError(f"cannot continue from {config.init_from}: " + "; ".join(problems))
+    starting_point = {
+        "path": str(config.init_from),
+        "model_version": description.get("model_version"),
+        "weights_sha256": description.get("weights_sha256"),
+    }
+    logger.info("starting from %s (%s)", config.init_from, starting_point["model_version"])
+    return model, starting_point
+
+
 def _never_stop() -> bool:
     return False
 
@@ -264,7 +300,10 @@ def fit(
     probe = create_model(config.backbone, 2, config.weights_file, pretrained=False)
     mean, std = model_normalization(probe)
     data = prepare_data(config, mean, std)
-    model = create_model(config.backbone, len(data.class_names), config.weights_file)
+    if config.init_from is not None:
+        model, starting_point = load_starting_model(config, data)
+    else:
+        model, starting_point = create_model(config.backbone, len(data.class_names), config.weights_file), None
     if config.mode == "linear-probe":
         freeze_backbone(model)
     model = model.to(device).to(memory_format=torch.channels_last)
@@ -299,6 +338,12 @@ def fit(
         "dataset_fingerprint": data.fingerprint,
         "dataset_stats": data.stats,
     }
+    if starting_point is not None:
+        # The starting weights' own score on this split, the figure to beat.
+        start = validate(model, data.val, device, config, data.class_names)
+        starting_point.update(val_accuracy=start["accuracy"], val_macro_f1=start["macro_f1"])
+        logger.info("starting point: val_acc %.4f val_macro_f1 %.4f", start["accuracy"], start["macro_f1"])
+        base_description["init_from"] = starting_point
 
     result = FitResult(model_dir=None)
     best_score, epochs_without_gain = -1.0, 0
