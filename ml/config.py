@@ -63,9 +63,9 @@ class TrainConfig:
     max_bad_images: int = 20  # unreadable files tolerated before training stops
     tta: bool = True  # average predictions over the image and its mirror image
     # A model folder whose weights training starts from instead of ImageNet's,
-    # to continue a run at a lower learning rate. It must share the backbone,
-    # the classes, the dataset and the validation split, so that validation
-    # never scores photos the starting model trained on.
+    # to continue a run or to fine-tune after a linear probe. It must share the
+    # backbone, classes, training photos and validation split, so that
+    # validation never scores photos the starting model trained on.
     init_from: str | None = None
 
     def validate(self) -> None:

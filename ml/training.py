@@ -233,7 +233,7 @@ def validate(model, dataset, device, config, class_names) -> dict:
 
 
 def load_starting_model(config: TrainConfig, data: PreparedData) -> tuple[nn.Module, dict]:
-    """Load config.init_from and check that continuing it keeps validation honest.
+    """Load config.init_from and check that validation will not score photos it trained on.
 
     Raise ConfigError naming each difference from the run being configured:
     backbone, classes, training data, or validation split.
@@ -258,7 +258,10 @@ def load_starting_model(config: TrainConfig, data: PreparedData) -> tuple[nn.Mod
             "would score photos it trained on"
         )
     if problems:
-        raise ConfigError(f"cannot continue from {config.init_from}: " + "; ".join(problems))
+        raise ConfigError(
+            f"init_from {config.init_from} does not match this run: {'; '.join(problems)}. "
+            "Start from a model trained with the same settings, or train without init_from."
+        )
     starting_point = {
         "path": str(config.init_from),
         "model_version": description.get("model_version"),

@@ -173,16 +173,16 @@ def test_fit_with_ema_saves_average(tiny_dataset, tmp_path):
     assert not torch.allclose(raw_head, ema_head)
 
 
-def test_fit_continues_from_a_model_on_the_same_split(tiny_dataset, tmp_path):
+def test_fit_continues_from_saved_model(tiny_dataset, tmp_path):
     first = fit(_config(tiny_dataset, tmp_path / "first", epochs=2))
 
     continued = fit(
         _config(tiny_dataset, tmp_path / "continued", epochs=1, learning_rate=1e-4, init_from=str(first.model_dir))
     )
 
-    # Starting from trained weights at a low learning rate, the first epoch's
-    # loss sits near the end of the first run, not at a fresh head's loss.
     fresh = fit(_config(tiny_dataset, tmp_path / "fresh", epochs=1, learning_rate=1e-4))
+
+    # At a low learning rate, trained weights start from a lower loss than a new head.
     assert continued.history[0]["train_loss"] < fresh.history[0]["train_loss"]
     origin = read_description(continued.model_dir)["init_from"]
     assert origin["path"] == str(first.model_dir)
@@ -191,7 +191,7 @@ def test_fit_continues_from_a_model_on_the_same_split(tiny_dataset, tmp_path):
     assert origin["val_macro_f1"] == pytest.approx(first.val_metrics["macro_f1"])
 
 
-def test_fit_refuses_to_continue_on_another_split(tiny_dataset, tmp_path):
+def test_init_from_rejects_other_split(tiny_dataset, tmp_path):
     first = fit(_config(tiny_dataset, tmp_path / "first", epochs=1, seed=0))
 
     with pytest.raises(ConfigError, match=r"validation split \(split seed 0.*differs.*split seed 5"):
@@ -199,7 +199,7 @@ def test_fit_refuses_to_continue_on_another_split(tiny_dataset, tmp_path):
     assert not (tmp_path / "other").exists()
 
 
-def test_fit_refuses_to_continue_another_backbone(tiny_dataset, tmp_path):
+def test_init_from_rejects_other_backbone(tiny_dataset, tmp_path):
     first = fit(_config(tiny_dataset, tmp_path / "first", epochs=1))
 
     with pytest.raises(ConfigError, match="its backbone is 'efficientnet_lite0', not 'efficientnet_lite1'"):
@@ -214,6 +214,6 @@ def test_fit_refuses_to_continue_another_backbone(tiny_dataset, tmp_path):
         )
 
 
-def test_config_rejects_init_from_without_a_model(tmp_path):
+def test_init_from_needs_model_json(tmp_path):
     with pytest.raises(ConfigError, match=r"init_from must be a model folder with model\.json"):
         _config(tmp_path, tmp_path / "out", init_from=str(tmp_path)).validate()
