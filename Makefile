@@ -26,6 +26,7 @@ test: $(INSTALLED)
 
 lint: $(INSTALLED)
 	$(VENV_PYTHON) -m ruff check heritage_site classifier training_jobs ml scripts benchmarks tests conftest.py manage.py
+	$(VENV_PYTHON) -m ruff format --check heritage_site classifier training_jobs ml scripts benchmarks tests conftest.py manage.py
 
 benchmark: $(INSTALLED)
 	$(VENV_PYTHON) benchmarks/upload_latency.py --url http://127.0.0.1:$(PORT)

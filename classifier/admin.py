@@ -32,7 +32,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
     @admin.display(description="Model folder")
     def short_model_dir(self, version: ModelVersion) -> str:
         # Full paths run past the table, and the last two parts identify the folder.
-        return format_html('<span title="{}">…/{}</span>', version.model_dir, "/".join(version.model_dir.split("/")[-2:]))
+        return format_html(
+            '<span title="{}">…/{}</span>', version.model_dir, "/".join(version.model_dir.split("/")[-2:])
+        )
 
     @admin.action(description="Activate the selected model version")
     def activate(self, request, queryset):

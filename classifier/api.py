@@ -271,7 +271,9 @@ class ImageCollectionApi(APIView):
                 value={
                     "results": [
                         {
-                            "file": "nave.jpg", "id": 41, "status": "done",
+                            "file": "nave.jpg",
+                            "id": 41,
+                            "status": "done",
                             "prediction": {
                                 "label": "vault",
                                 "probabilities": {"altar": 0.01, "apse": 0.02, "vault": 0.91, "...": 0.06},
@@ -283,10 +285,15 @@ class ImageCollectionApi(APIView):
                             "page_url": "http://localhost:8000/images/41/",
                             "image_url": "http://localhost:8000/images/41/display.jpg",
                             "thumbnail_url": "http://localhost:8000/images/41/thumbnail.jpg",
-                            "original_url": None, "width": 1600, "height": 1200,
+                            "original_url": None,
+                            "width": 1600,
+                            "height": 1200,
                             "created": "2026-12-05T08:00:00Z",
                         },
-                        {"file": "notes.txt", "error": {"code": "not_an_image", "message": "“notes.txt” is not an image. ..."}},
+                        {
+                            "file": "notes.txt",
+                            "error": {"code": "not_an_image", "message": "“notes.txt” is not an image. ..."},
+                        },
                     ]
                 },
             ),

@@ -141,10 +141,20 @@ def run_benchmarks(model_dir=None, repeats: int = 30, device: str = "auto", side
     print(f"{'figure':<44}{'ours':>12}{'plain timm':>14}{'ratio':>8}")
     for side in sides:
         median, p95 = ours[f"latency_{side}px_ms"]
-        print(f"{f'single image {side}x{side} JPEG, median ms':<44}{median:12.1f}{plain['latency_ms'][0]:14.1f}{median / plain['latency_ms'][0]:8.2f}")
-        print(f"{f'single image {side}x{side} JPEG, p95 ms':<44}{p95:12.1f}{plain['latency_ms'][1]:14.1f}{p95 / plain['latency_ms'][1]:8.2f}")
-    print(f"{f'batch of {batch}, images/s':<44}{ours['batch_images_per_s']:12.1f}{plain['batch_images_per_s']:14.1f}{ours['batch_images_per_s'] / plain['batch_images_per_s']:8.2f}")
-    print(f"{'training step, batch 32, images/s':<44}{train_ours:12.1f}{train_plain:14.1f}{train_ours / train_plain:8.2f}")
-    print(f"peak resident memory: {rss_inference:.0f} MiB after inference, {_peak_rss_mib():.0f} MiB after training steps")
+        print(
+            f"{f'single image {side}x{side} JPEG, median ms':<44}{median:12.1f}{plain['latency_ms'][0]:14.1f}{median / plain['latency_ms'][0]:8.2f}"
+        )
+        print(
+            f"{f'single image {side}x{side} JPEG, p95 ms':<44}{p95:12.1f}{plain['latency_ms'][1]:14.1f}{p95 / plain['latency_ms'][1]:8.2f}"
+        )
+    print(
+        f"{f'batch of {batch}, images/s':<44}{ours['batch_images_per_s']:12.1f}{plain['batch_images_per_s']:14.1f}{ours['batch_images_per_s'] / plain['batch_images_per_s']:8.2f}"
+    )
+    print(
+        f"{'training step, batch 32, images/s':<44}{train_ours:12.1f}{train_plain:14.1f}{train_ours / train_plain:8.2f}"
+    )
+    print(
+        f"peak resident memory: {rss_inference:.0f} MiB after inference, {_peak_rss_mib():.0f} MiB after training steps"
+    )
     if torch_device.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")

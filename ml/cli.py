@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--mode", choices=MODES, help=f"what to train (default {defaults.mode})")
     train.add_argument("--epochs", type=int, help=f"maximum epochs (default {defaults.epochs})")
     train.add_argument("--batch-size", type=int, help=f"images per batch (default {defaults.batch_size})")
-    train.add_argument("--lr", dest="learning_rate", type=float, help=f"peak learning rate (default {defaults.learning_rate})")
+    train.add_argument(
+        "--lr", dest="learning_rate", type=float, help=f"peak learning rate (default {defaults.learning_rate})"
+    )
     train.add_argument(
         "--warmup-epochs", type=float, help=f"linear learning-rate warm-up in epochs (default {defaults.warmup_epochs})"
     )
@@ -39,11 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--init-from", help="model folder to continue from, trained on the same data and validation split"
     )
     train.add_argument("--image-size", type=int, help=f"input side in pixels (default {defaults.image_size})")
-    train.add_argument("--ema-decay", type=float, help=f"weight moving-average decay per batch (default {defaults.ema_decay})")
+    train.add_argument(
+        "--ema-decay", type=float, help=f"weight moving-average decay per batch (default {defaults.ema_decay})"
+    )
     train.add_argument("--patience", type=int, help=f"early-stopping patience in epochs (default {defaults.patience})")
     train.add_argument("--seed", type=int, help=f"random seed (default {defaults.seed})")
     train.add_argument("--split-seed", type=int, help="seed of the validation split (default: --seed)")
-    train.add_argument("--workers", dest="num_workers", type=int, help=f"data-loading processes (default {defaults.num_workers})")
+    train.add_argument(
+        "--workers", dest="num_workers", type=int, help=f"data-loading processes (default {defaults.num_workers})"
+    )
     train.add_argument("--device", help="auto, cpu or cuda (default auto)")
 
     evaluate = commands.add_parser("evaluate", help="score a model on the test split")
@@ -70,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write a smaller inference copy of a model")
     export.add_argument("model", help="model folder with model.json")
     export.add_argument("--out", required=True, help="output folder")
-    export.add_argument("--dtype", choices=("int8", "float16"), default="int8", help="weight storage type (default int8)")
+    export.add_argument(
+        "--dtype", choices=("int8", "float16"), default="int8", help="weight storage type (default int8)"
+    )
     export.add_argument("--data", help="dataset root: also report test macro-F1 of both models")
 
     average = commands.add_parser(
@@ -80,11 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     average.add_argument("--data", help="dataset root (default: the path in the models' training config)")
     average.add_argument("--out", help="save the model chosen by --keep to this folder")
     average.add_argument(
-        "--keep", choices=("average", "ensemble"), default="average",
+        "--keep",
+        choices=("average", "ensemble"),
+        default="average",
         help="what --out saves: the weight average (one network) or the ensemble (default average)",
     )
     average.add_argument(
-        "--recalibrate", action="store_true",
+        "--recalibrate",
+        action="store_true",
         help="re-estimate the average's batch-norm statistics on training images (default: average them)",
     )
     average.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -92,7 +92,9 @@ class TrainConfig:
             problems.append(f"jpeg_prob must be between 0 and 1, got {self.jpeg_prob}")
         low, high = self.jpeg_quality_range
         if not 1 <= low <= high <= 100:
-            problems.append(f"jpeg_quality_range must be two qualities with 1 <= low <= high <= 100, got {self.jpeg_quality_range}")
+            problems.append(
+                f"jpeg_quality_range must be two qualities with 1 <= low <= high <= 100, got {self.jpeg_quality_range}"
+            )
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             problems.append(f"ema_decay must be between 0 and 1 or None, got {self.ema_decay}")
         if self.patience is not None and self.patience < 1:

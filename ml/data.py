@@ -55,9 +55,7 @@ class SplitData:
 
 def class_folders(split_dir: Path) -> list[str]:
     """Return the class folder names of one split, sorted, hidden folders skipped."""
-    return sorted(
-        entry.name for entry in split_dir.iterdir() if entry.is_dir() and not entry.name.startswith(".")
-    )
+    return sorted(entry.name for entry in split_dir.iterdir() if entry.is_dir() and not entry.name.startswith("."))
 
 
 def list_split(data_dir: str | Path, split: str, class_names: list[str] | None = None) -> SplitData:
@@ -121,9 +119,7 @@ def deduplicate(split: SplitData) -> SplitData:
     return SplitData(split.class_names, kept, duplicates, conflicting, digests)
 
 
-def stratified_split(
-    samples: list[Sample], val_fraction: float, seed: int
-) -> tuple[list[Sample], list[Sample]]:
+def stratified_split(samples: list[Sample], val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
     """Hold out `val_fraction` of every class, chosen by a seeded shuffle."""
     by_label: dict[int, list[Sample]] = defaultdict(list)
     for sample in samples:
@@ -183,9 +179,7 @@ def load_images(
             continue
         if max_side and min(image.size) > max_side:
             scale = max_side / min(image.size)
-            image = image.resize(
-                (round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC
-            )
+            image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
         images.append(image)
         labels.append(sample.label)
     return images, labels, bad
@@ -222,9 +216,7 @@ def scan_dataset(data_dir: str | Path) -> dict:
             for path in files:
                 if not _is_readable(path):
                     unreadable.append(str(path.relative_to(root)))
-    missing = {
-        split: [name for name in classes if counts[split][name] == 0] for split in SPLITS
-    }
+    missing = {split: [name for name in classes if counts[split][name] == 0] for split in SPLITS}
     return {"classes": classes, "counts": counts, "unreadable": sorted(unreadable), "missing": missing}
 
 

@@ -20,9 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 @torch.inference_mode()
-def predict_probabilities(
-    model: nn.Module, loader, device: torch.device, tta: bool
-) -> tuple[np.ndarray, np.ndarray]:
+def predict_probabilities(model: nn.Module, loader, device: torch.device, tta: bool) -> tuple[np.ndarray, np.ndarray]:
     """Return (softmax probabilities, labels) for every batch of `loader`."""
     model.eval()
     probabilities, labels = [], []
@@ -65,9 +63,7 @@ def evaluate(
     data_root = Path(data_dir)
     split_data = list_split(data_root, split, class_names)
     samples = [
-        sample
-        for sample in split_data.samples
-        if not exclude or str(sample.path.relative_to(data_root)) not in exclude
+        sample for sample in split_data.samples if not exclude or str(sample.path.relative_to(data_root)) not in exclude
     ]
     max_bad = max(20, len(samples) // 100)
     images, labels, bad = load_images(samples, max_bad=max_bad, max_side=max(description["image_size"], 256))

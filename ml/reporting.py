@@ -28,9 +28,7 @@ def evaluation_summary(model_dir, data_dir, split="test", tta=True, device="auto
     without = None
     if near_duplicates:
         kept = [sample for sample in report["samples"] if sample["path"] not in near_duplicates]
-        subset = classification_report(
-            [index[s["true"]] for s in kept], [index[s["pred"]] for s in kept], class_names
-        )
+        subset = classification_report([index[s["true"]] for s in kept], [index[s["pred"]] for s in kept], class_names)
         without = {
             "excluded": len(report["samples"]) - len(kept),
             "n": subset["n"],

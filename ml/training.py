@@ -87,9 +87,7 @@ def prepare_data(config: TrainConfig, mean, std, load_train: bool = True) -> Pre
         train_images, train_labels, bad_train = load_images(train_samples, config.max_bad_images, max_side)
     else:
         train_images, train_labels, bad_train = None, [sample.label for sample in train_samples], []
-    val_images, val_labels, bad_val = load_images(
-        val_samples, config.max_bad_images - len(bad_train), max_side
-    )
+    val_images, val_labels, bad_val = load_images(val_samples, config.max_bad_images - len(bad_train), max_side)
     check_classes_have_images(listed.class_names, train_labels, "train (after the validation split)")
 
     stats = {
@@ -105,9 +103,7 @@ def prepare_data(config: TrainConfig, mean, std, load_train: bool = True) -> Pre
     return PreparedData(
         class_names=listed.class_names,
         train=(
-            ImageListDataset(train_images, train_labels, train_transform(config, mean, std))
-            if load_train
-            else None
+            ImageListDataset(train_images, train_labels, train_transform(config, mean, std)) if load_train else None
         ),
         val=ImageListDataset(val_images, val_labels, eval_transform),
         fingerprint=fingerprint(unique.digests, root),

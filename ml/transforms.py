@@ -113,9 +113,7 @@ class EvalTransform:
         self.image_size = image_size
         self.source_size = source_size
         self.jpeg_quality = jpeg_quality
-        self.to_tensor = v2.Compose(
-            [v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
-        )
+        self.to_tensor = v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         image = center_square(image)

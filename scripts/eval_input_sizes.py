@@ -57,7 +57,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", help="dataset root; default: the path stored in the first run's config")
     parser.add_argument("--sizes", default="128,112,144,160", help="input sides in pixels, comma-separated")
     parser.add_argument(
-        "--zoom-keep", type=int, default=56, help="central side in pixels of the 64 px thumbnail for the zoom; 0 skips it"
+        "--zoom-keep",
+        type=int,
+        default=56,
+        help="central side in pixels of the 64 px thumbnail for the zoom; 0 skips it",
     )
     parser.add_argument("--json", dest="json_out", help="also write the scores to this JSON file")
     return parser.parse_args(argv)
@@ -80,7 +83,9 @@ def main(argv=None) -> int:
     mean, std, source = first["mean"], first["std"], first["source_size"]
     quality = config.val_jpeg_quality
 
-    variants = {f"{size} px": EvalTransform(size, source, mean, std, quality) for size in map(int, args.sizes.split(","))}
+    variants = {
+        f"{size} px": EvalTransform(size, source, mean, std, quality) for size in map(int, args.sizes.split(","))
+    }
     if args.zoom_keep:
         native = first["image_size"]
         variants[f"{native} px, central {args.zoom_keep}/{source}"] = ZoomedEvalTransform(
@@ -90,7 +95,9 @@ def main(argv=None) -> int:
     scores = {}
     print(f"validation split (seed {config.effective_split_seed}, {len(labels)} images), flip TTA on")
     for name, transform in variants.items():
-        loader = torch.utils.data.DataLoader(ImageListDataset(data.val.images, data.val.labels, transform), batch_size=128)
+        loader = torch.utils.data.DataLoader(
+            ImageListDataset(data.val.images, data.val.labels, transform), batch_size=128
+        )
         for (model, _), path in zip(loaded, args.runs):
             started = time.perf_counter()
             probabilities, _ = predict_probabilities(model, loader, device, tta=True)

@@ -92,7 +92,12 @@ def test_invalid_setting_values_rejected(env, expected):
 
 def test_accepted_spellings_of_settings():
     result = _django_check(
-        {"LOG_LEVEL": "warning", "IMAGE_ALLOWED_FORMATS": "jpeg,png", "INFERENCE_DEVICE": "cuda:1", "TRAINING_JOB_DEVICE": "CPU"}
+        {
+            "LOG_LEVEL": "warning",
+            "IMAGE_ALLOWED_FORMATS": "jpeg,png",
+            "INFERENCE_DEVICE": "cuda:1",
+            "TRAINING_JOB_DEVICE": "CPU",
+        }
     )
 
     assert result.returncode == 0, result.stderr
@@ -245,8 +250,18 @@ def test_production_settings_serve_with_postgres_and_redis(production_database, 
     log = tmp_path / "stack.log"
     with open(log, "ab") as output:
         web = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "heritage_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-             "--timeout", "60"],  # as in docker-compose.yml: longer than the API's 30 s wait
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "heritage_site.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "--timeout",
+                "60",
+            ],  # as in docker-compose.yml: longer than the API's 30 s wait
             cwd=REPO_ROOT,
             env=env,
             stdout=output,

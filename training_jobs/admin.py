@@ -64,7 +64,18 @@ class DatasetAdmin(admin.ModelAdmin):
 
 @admin.register(TrainingJob)
 class TrainingJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "status", "dataset", "backbone", "mode", "epochs", "progress_percent", "test_macro_f1_rounded", "created_at", "page_link"]
+    list_display = [
+        "id",
+        "status",
+        "dataset",
+        "backbone",
+        "mode",
+        "epochs",
+        "progress_percent",
+        "test_macro_f1_rounded",
+        "created_at",
+        "page_link",
+    ]
     list_filter = ["status", "mode", "backbone", "dataset"]
     actions = ["cancel_jobs", "promote_job"]
     add_fieldsets = [
@@ -149,4 +160,6 @@ class TrainingJobAdmin(admin.ModelAdmin):
         except services.TrainingJobError as error:
             self.message_user(request, str(error), messages.ERROR)
         else:
-            self.message_user(request, f"Model version {job.model_version.version} now serves predictions.", messages.SUCCESS)
+            self.message_user(
+                request, f"Model version {job.model_version.version} now serves predictions.", messages.SUCCESS
+            )

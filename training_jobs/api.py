@@ -247,7 +247,9 @@ class TrainingJobCancelApi(APIView):
         except services.InvalidTransition as error:
             return error_response("invalid_transition", str(error), status.HTTP_409_CONFLICT)
 
-        return Response(JobDetailSerializer(presenters.job_detail(job, include_log=True), context={"request": request}).data)
+        return Response(
+            JobDetailSerializer(presenters.job_detail(job, include_log=True), context={"request": request}).data
+        )
 
 
 class TrainingJobPromoteApi(APIView):
@@ -264,7 +266,9 @@ class TrainingJobPromoteApi(APIView):
         except services.TrainingJobError as error:
             return error_response("promotion_failed", str(error), status.HTTP_400_BAD_REQUEST)
 
-        return Response(JobDetailSerializer(presenters.job_detail(job, include_log=True), context={"request": request}).data)
+        return Response(
+            JobDetailSerializer(presenters.job_detail(job, include_log=True), context={"request": request}).data
+        )
 
 
 class CompareCellSerializer(serializers.Serializer):
@@ -294,7 +298,9 @@ class CompareSerializer(serializers.Serializer):
 class TrainingJobCompareApi(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("ids", str, description="Comma-separated job ids. Without it, the 5 newest succeeded jobs.")
+            OpenApiParameter(
+                "ids", str, description="Comma-separated job ids. Without it, the 5 newest succeeded jobs."
+            )
         ],
         responses=CompareSerializer,
         tags=["training"],

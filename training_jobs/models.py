@@ -17,9 +17,15 @@ class Dataset(models.Model):
     name = models.CharField(max_length=100, unique=True)
     path = models.CharField(max_length=500, unique=True, help_text="Absolute path of the dataset folder on the server.")
     class_names = models.JSONField(default=list, help_text="Class folder names in sorted order.")
-    counts = models.JSONField(default=dict, help_text='Images per split and class: {"train": {CLASS: n}, "test": {...}}.')
-    unreadable = models.JSONField(default=list, help_text="Paths, relative to the dataset folder, of files that are not readable images.")
-    missing = models.JSONField(default=dict, help_text='Classes absent from one split: {"train": [CLASS], "test": [CLASS]}.')
+    counts = models.JSONField(
+        default=dict, help_text='Images per split and class: {"train": {CLASS: n}, "test": {...}}.'
+    )
+    unreadable = models.JSONField(
+        default=list, help_text="Paths, relative to the dataset folder, of files that are not readable images."
+    )
+    missing = models.JSONField(
+        default=dict, help_text='Classes absent from one split: {"train": [CLASS], "test": [CLASS]}.'
+    )
     scanned_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -78,7 +84,11 @@ class TrainingJob(models.Model):
 
     # Hyper-parameters, copied into ml.config.TrainConfig by the task.
     backbone = models.CharField(max_length=100)
-    weights_file = models.CharField(max_length=500, blank=True, help_text="Pretrained weights for a timm backbone that no installed package provides.")
+    weights_file = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Pretrained weights for a timm backbone that no installed package provides.",
+    )
     mode = models.CharField(max_length=20, choices=Mode.choices, default=Mode.FINETUNE)
     epochs = models.PositiveIntegerField()
     batch_size = models.PositiveIntegerField()
@@ -93,9 +103,17 @@ class TrainingJob(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from the worker that runs the job.")
-    worker = models.CharField(max_length=200, blank=True, help_text="Celery hostname of the worker that claimed the job.")
-    claim_token = models.CharField(max_length=32, blank=True, help_text="Random token of the current claim; writes from an older claim are ignored.")
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life from the worker that runs the job."
+    )
+    worker = models.CharField(
+        max_length=200, blank=True, help_text="Celery hostname of the worker that claimed the job."
+    )
+    claim_token = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="Random token of the current claim; writes from an older claim are ignored.",
+    )
 
     # Live progress, written by the worker at most every few seconds.
     epoch = models.PositiveIntegerField(default=0, help_text="Current epoch, counted from 1.")
@@ -111,13 +129,23 @@ class TrainingJob(models.Model):
     class_names = models.JSONField(default=list, blank=True)
     test_accuracy = models.FloatField(null=True, blank=True)
     test_macro_f1 = models.FloatField(null=True, blank=True)
-    test_confusion_matrix = models.JSONField(null=True, blank=True, help_text="Rows are true classes, columns predicted classes, in class_names order.")
-    test_split_fingerprint = models.CharField(max_length=64, blank=True, help_text="Hash of the scored test photos and their labels (ml.data.content_fingerprint).")
+    test_confusion_matrix = models.JSONField(
+        null=True, blank=True, help_text="Rows are true classes, columns predicted classes, in class_names order."
+    )
+    test_split_fingerprint = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Hash of the scored test photos and their labels (ml.data.content_fingerprint).",
+    )
     val_accuracy = models.FloatField(null=True, blank=True)
     val_macro_f1 = models.FloatField(null=True, blank=True)
     val_confusion_matrix = models.JSONField(null=True, blank=True)
     model_version = models.ForeignKey(
-        "classifier.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="training_jobs",
+        "classifier.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="training_jobs",
         help_text="The model version this job's model was registered as when promoted.",
     )
     promoted_at = models.DateTimeField(null=True, blank=True)
@@ -198,9 +226,7 @@ class ClassMetric(models.Model):
 
     class Meta:
         ordering = ["job", "split", "class_name"]
-        constraints = [
-            models.UniqueConstraint(fields=["job", "split", "class_name"], name="class_metric_unique_class")
-        ]
+        constraints = [models.UniqueConstraint(fields=["job", "split", "class_name"], name="class_metric_unique_class")]
 
 
 class SamplePrediction(models.Model):

@@ -38,9 +38,7 @@ def run_job(job_id: int, *, worker: str) -> str:
         return _train_and_evaluate(claim, log_tail)
     except Exception as error:
         logger.exception("training job %s failed", job_id)
-        services.training_job_fail(
-            job_id=job_id, claim=claim, reason=describe_failure(error), log_tail=log_tail.text()
-        )
+        services.training_job_fail(job_id=job_id, claim=claim, reason=describe_failure(error), log_tail=log_tail.text())
         return TrainingJob.Status.FAILED
     finally:
         heartbeat.stop()
@@ -77,7 +75,9 @@ def _train_and_evaluate(claim: services.Claim, log_tail: LogTail) -> str:
     config.validate()
     reporter = ProgressReporter(claim)
 
-    logger.info("training job %s starts: %s, %s, %d epochs on %s", job.pk, job.backbone, job.mode, job.epochs, job.dataset.path)
+    logger.info(
+        "training job %s starts: %s, %s, %d epochs on %s", job.pk, job.backbone, job.mode, job.epochs, job.dataset.path
+    )
     result = fit(config, on_progress=reporter.on_progress, should_stop=reporter.should_stop)
 
     # fit returns early once should_stop returns True. A cancel request that
@@ -88,7 +88,12 @@ def _train_and_evaluate(claim: services.Claim, log_tail: LogTail) -> str:
 
     services.training_job_set_phase(claim=claim, phase=TrainingJob.Phase.EVALUATING)
     test = evaluate(
-        result.model_dir, config.data_dir, split="test", batch_size=config.batch_size, tta=config.tta, device=config.device
+        result.model_dir,
+        config.data_dir,
+        split="test",
+        batch_size=config.batch_size,
+        tta=config.tta,
+        device=config.device,
     )
     fit_summary = {
         "model_dir": result.model_dir,

@@ -182,7 +182,9 @@ def comparison_table(jobs: list[TrainingJob]) -> dict[str, Any]:
     paper = REFERENCES[0]
     classes = list(paper.f1)
     f1_by_job: dict[int, dict[str, float]] = {job.pk: {} for job in jobs}
-    for row in ClassMetric.objects.filter(job__in=jobs, split=ClassMetric.Split.TEST).values("job_id", "class_name", "f1"):
+    for row in ClassMetric.objects.filter(job__in=jobs, split=ClassMetric.Split.TEST).values(
+        "job_id", "class_name", "f1"
+    ):
         f1_by_job[row["job_id"]][row["class_name"]] = row["f1"]
     for job in jobs:
         classes.extend(name for name in job.class_names if name not in classes)
@@ -191,7 +193,9 @@ def comparison_table(jobs: list[TrainingJob]) -> dict[str, Any]:
     for job in jobs:
         scores = f1_by_job[job.pk]
         comparable = job.scored_on_ahe_test_split
-        label = f"Job {job.pk}: {job.backbone}, {job.get_mode_display().lower()}, {job.epochs} epoch{pluralize(job.epochs)}"
+        label = (
+            f"Job {job.pk}: {job.backbone}, {job.get_mode_display().lower()}, {job.epochs} epoch{pluralize(job.epochs)}"
+        )
         if not comparable:
             label += f" (other test set, {job.dataset.test_images} images)"
         rows.append(

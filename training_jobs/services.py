@@ -227,7 +227,9 @@ def training_job_cancel(*, job: TrainingJob) -> TrainingJob:
         logger.info("training job %s asked to stop", job.pk)
     else:
         job.refresh_from_db()
-        raise InvalidTransition(f"Training job {job.pk} has status {job.status}, but only queued or running jobs can be cancelled.")
+        raise InvalidTransition(
+            f"Training job {job.pk} has status {job.status}, but only queued or running jobs can be cancelled."
+        )
 
     job.refresh_from_db()
     return job
@@ -309,7 +311,11 @@ def _epoch_metric_save(job_id: int, epoch: int, metrics: dict[str, float]) -> No
 
 def training_job_should_stop(*, claim: Claim) -> str:
     """Return why the job must stop now ("" to carry on): a cancel request, a lost claim or the time limit."""
-    row = TrainingJob.objects.filter(pk=claim.job_id).values("status", "claim_token", "cancel_requested", "started_at").first()
+    row = (
+        TrainingJob.objects.filter(pk=claim.job_id)
+        .values("status", "claim_token", "cancel_requested", "started_at")
+        .first()
+    )
     if row is None or row["status"] != Status.RUNNING or row["claim_token"] != claim.token:
         return "lost"
     if row["cancel_requested"]:
@@ -345,7 +351,9 @@ def training_job_succeed(*, claim: Claim, fit: dict[str, Any], test: dict[str, A
             log_tail=log_tail,
         )
         if not updated:
-            logger.warning("training job %s finished after its claim was lost, so its results were not stored", claim.job_id)
+            logger.warning(
+                "training job %s finished after its claim was lost, so its results were not stored", claim.job_id
+            )
             return False
 
         for epoch_index, metrics in enumerate(fit.get("history") or [], start=1):
@@ -414,8 +422,10 @@ def training_job_fail(*, job_id: int, reason: str, log_tail: str = "", claim: Cl
     With a claim, only that claim's running job is changed.
     """
     rows = TrainingJob.objects.filter(pk=job_id)
-    rows = rows.filter(status=Status.RUNNING, claim_token=claim.token) if claim else rows.filter(
-        status__in=[Status.QUEUED, Status.RUNNING]
+    rows = (
+        rows.filter(status=Status.RUNNING, claim_token=claim.token)
+        if claim
+        else rows.filter(status__in=[Status.QUEUED, Status.RUNNING])
     )
     updated = rows.update(
         status=Status.FAILED, phase=Phase.DONE, finished_at=timezone.now(), failure_reason=reason, log_tail=log_tail
@@ -469,7 +479,9 @@ def training_job_requeue_waiting() -> int:
     messages. A job whose first message still waits gets a second one, which
     the claim makes harmless.
     """
-    job_ids = list(TrainingJob.objects.filter(status=Status.QUEUED).order_by("created_at", "pk").values_list("pk", flat=True))
+    job_ids = list(
+        TrainingJob.objects.filter(status=Status.QUEUED).order_by("created_at", "pk").values_list("pk", flat=True)
+    )
     for job_id in job_ids:
         training_job_enqueue(job_id)
     return len(job_ids)

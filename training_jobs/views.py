@@ -114,7 +114,12 @@ def _heatmap(metrics: dict | None) -> list[dict] | None:
     for true_name, counts in zip(names, metrics["confusion_matrix"]):
         total = sum(counts) or 1
         cells = [
-            {"count": count, "shade": round(count / total, 3), "predicted": predicted, "diagonal": predicted == true_name}
+            {
+                "count": count,
+                "shade": round(count / total, 3),
+                "predicted": predicted,
+                "diagonal": predicted == true_name,
+            }
             for predicted, count in zip(names, counts)
         ]
         rows.append({"true": true_name, "cells": cells, "total": sum(counts)})
@@ -259,7 +264,9 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
         if job.status == TrainingJob.Status.CANCELLED:
             messages.success(request, f"Training job {job.pk} cancelled.")
         else:
-            messages.success(request, f"Training job {job.pk} will stop at the next batch and keep its best checkpoint.")
+            messages.success(
+                request, f"Training job {job.pk} will stop at the next batch and keep its best checkpoint."
+            )
     return redirect("training_jobs:job-detail", job_id=job.pk)
 
 

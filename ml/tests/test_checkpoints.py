@@ -49,7 +49,9 @@ def test_load_rejects_wrong_class_count(tmp_path):
     description["class_names"] = [*CLASSES, "gargoyle"]
     (tmp_path / "model.json").write_text(json.dumps(description))
 
-    with pytest.raises(CheckpointError, match=r"class count mismatch: model\.json lists 4 classes but model\.safetensors has 3 outputs"):
+    with pytest.raises(
+        CheckpointError, match=r"class count mismatch: model\.json lists 4 classes but model\.safetensors has 3 outputs"
+    ):
         load_checkpoint(tmp_path)
 
 

@@ -36,7 +36,10 @@ def test_predict_explains_model_folder_given_as_file(tiny_model, tmp_path, capsy
 
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert code == 1
-    assert lines[0]["error"] == f"{tiny_model} is a model folder, not an image. To classify with it, pass --model {tiny_model}"
+    assert (
+        lines[0]["error"]
+        == f"{tiny_model} is a model folder, not an image. To classify with it, pass --model {tiny_model}"
+    )
     assert lines[1]["error"] == f"{tmp_path} is a folder, not an image file"
     assert "label" in lines[2]
 
@@ -90,7 +93,10 @@ def test_evaluate_tables_show_intervals(tiny_model, tiny_dataset, capsys, tmp_pa
     (tiny_dataset / "near_duplicates_train_test.tsv").write_text(
         f"# train\ttest\ntrain/altar/x.jpg\t{test_file.relative_to(tiny_dataset)}\n"
     )
-    assert main(["evaluate", str(tiny_model), "--data", str(tiny_dataset), "--markdown", str(markdown), "--device", "cpu"]) == 0
+    assert (
+        main(["evaluate", str(tiny_model), "--data", str(tiny_dataset), "--markdown", str(markdown), "--device", "cpu"])
+        == 0
+    )
 
     assert "95% bootstrap intervals (1000 resamples of the images)" in capsys.readouterr().out
     assert "| F1 interval |" in markdown.read_text()
@@ -98,7 +104,17 @@ def test_evaluate_tables_show_intervals(tiny_model, tiny_dataset, capsys, tmp_pa
 
 
 def test_train_reports_missing_dataset(tmp_path, capsys):
-    code = main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), "--backbone", "efficientnet_lite0"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(tmp_path / "nowhere"),
+            "--out",
+            str(tmp_path / "out"),
+            "--backbone",
+            "efficientnet_lite0",
+        ]
+    )
 
     assert code == 2
     assert "dataset folder not found" in capsys.readouterr().err

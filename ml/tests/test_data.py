@@ -119,7 +119,14 @@ def test_fit_rejects_empty_class(tmp_path):
     for path in (tmp_path / "train" / "vault").iterdir():
         path.unlink()
 
-    config = TrainConfig(data_dir=str(tmp_path), out_dir=str(tmp_path / "out"), backbone="efficientnet_lite0", epochs=1, image_size=32, num_workers=0)
+    config = TrainConfig(
+        data_dir=str(tmp_path),
+        out_dir=str(tmp_path / "out"),
+        backbone="efficientnet_lite0",
+        epochs=1,
+        image_size=32,
+        num_workers=0,
+    )
     with pytest.raises(DatasetError, match="class with no images in train/: vault"):
         fit(config)
 

@@ -162,6 +162,8 @@ def test_open_image_rejects_camera_raw(tmp_path):
 
     with pytest.raises(ImageDecodeError, match=r"camera RAW file \(Fujifilm RAF\)"):
         open_image(raf)
-    with pytest.raises(ImageDecodeError, match=r"camera RAW file \(Nikon NEF, by its .nef name; rename a plain TIFF to .tif\)"):
+    with pytest.raises(
+        ImageDecodeError, match=r"camera RAW file \(Nikon NEF, by its .nef name; rename a plain TIFF to .tif\)"
+    ):
         open_image(nef)
     assert open_image(tif).size == (40, 30)

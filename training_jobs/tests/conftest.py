@@ -145,4 +145,3 @@ def _finish_with_metrics(job: TrainingJob, claim: services.Claim) -> None:
 @pytest.fixture
 def succeeded_job(make_job) -> TrainingJob:
     return make_job(TrainingJob.Status.SUCCEEDED)
-

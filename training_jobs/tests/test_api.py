@@ -86,7 +86,14 @@ def test_create_names_every_invalid_field(staff_client, dataset, sent):
 def test_create_reports_parse_and_rule_errors(staff_client, dataset, sent):
     response = staff_client.post(
         "/api/v1/training-jobs/",
-        {"dataset": dataset.pk, "epochs": "abc", "learning_rate": -1, "image_size": 7, "batch_size": 0, "mode": "bogus"},
+        {
+            "dataset": dataset.pk,
+            "epochs": "abc",
+            "learning_rate": -1,
+            "image_size": 7,
+            "batch_size": 0,
+            "mode": "bogus",
+        },
         content_type="application/json",
     )
 
@@ -148,7 +155,12 @@ def test_detail_of_succeeded_job_has_metrics(anonymous_client, succeeded_job):
     assert body["progress"] == 1
     assert body["epochs"][0]["val_macro_f1"] == 0.45
     assert body["test_metrics"]["accuracy"] == pytest.approx(8 / 9)
-    assert body["test_metrics"]["per_class"]["altar"] == {"precision": 1.0, "recall": pytest.approx(2 / 3), "f1": 0.8, "support": 3}
+    assert body["test_metrics"]["per_class"]["altar"] == {
+        "precision": 1.0,
+        "recall": pytest.approx(2 / 3),
+        "f1": 0.8,
+        "support": 3,
+    }
     assert body["test_metrics"]["confusion_matrix"][0] == [2, 1, 0]
     assert body["val_metrics"]["macro_f1"] == 0.45
     assert "log_tail" not in body

@@ -45,9 +45,7 @@ def page(monkeypatch):
     require_service(CHROMIUM.exists(), f"Chromium is not installed at {CHROMIUM}")
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         context = browser.new_context(viewport={"width": 1280, "height": 1000})
         context.set_default_timeout(STEP_TIMEOUT_MS)
         page = context.new_page()
@@ -66,7 +64,9 @@ def chart_points(page, canvas_id: str) -> int:
     return page.evaluate(f"() => (Chart.getChart('{canvas_id}')?.data.labels.length) ?? -1")
 
 
-def test_staff_launches_and_watches_job(page, live_server, transactional_db, dataset, staff_user, monkeypatch, tmp_path):
+def test_staff_launches_and_watches_job(
+    page, live_server, transactional_db, dataset, staff_user, monkeypatch, tmp_path
+):
     sent = []
     monkeypatch.setattr(services, "training_job_enqueue", sent.append)
 

@@ -46,9 +46,7 @@ def test_job_page_shows_elapsed_time_without_javascript(anonymous_client, succee
     assert '<span id="elapsed">3 min 20 s</span>' in page
 
 
-@pytest.mark.parametrize(
-    ("seconds", "text"), [(None, "–"), (45.4, "45 s"), (200, "3 min 20 s"), (3900, "1 h 5 min")]
-)
+@pytest.mark.parametrize(("seconds", "text"), [(None, "–"), (45.4, "45 s"), (200, "3 min 20 s"), (3900, "1 h 5 min")])
 def test_duration_filter(seconds, text):
     from training_jobs.templatetags.training_format import duration
 
@@ -307,7 +305,12 @@ def test_admin_launches_job_after_commit(staff_client, dataset, monkeypatch, dja
     job = TrainingJob.objects.get()
     assert response.status_code == 302
     assert response["Location"] == f"/training/jobs/{job.pk}/"
-    assert (job.backbone, job.mode, job.epochs, job.created_by.username) == ("efficientnet_lite0", "linear-probe", 2, "staff")
+    assert (job.backbone, job.mode, job.epochs, job.created_by.username) == (
+        "efficientnet_lite0",
+        "linear-probe",
+        2,
+        "staff",
+    )
     assert sent == [job.pk]
 
 

@@ -43,4 +43,6 @@ class Command(BaseCommand):
         if dataset.is_complete:
             self.stdout.write(self.style.SUCCESS("Ready for training jobs."))
         else:
-            self.stdout.write(self.style.WARNING("Training jobs cannot use this dataset until every class has images in both splits."))
+            self.stdout.write(
+                self.style.WARNING("Training jobs cannot use this dataset until every class has images in both splits.")
+            )
