@@ -361,11 +361,21 @@ def fit(
                 "lr": optimizer.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - epoch_started,
             }
+            if average is not None:
+                # Score the training weights too, to show what the average adds (the best epoch ignores it).
+                # fork_rng keeps this extra pass from changing the random draws of later epochs.
+                with torch.random.fork_rng(devices=[]):
+                    training_weights = validate(model, data.val, device, config, data.class_names)
+                metrics.update(
+                    raw_val_accuracy=training_weights["accuracy"], raw_val_macro_f1=training_weights["macro_f1"]
+                )
+                metrics["seconds"] = time.perf_counter() - epoch_started
             result.history.append(metrics)
             logger.info(
-                "epoch %d/%d train_loss %.4f val_acc %.4f val_macro_f1 %.4f lr %.2e %.0f s",
+                "epoch %d/%d train_loss %.4f val_acc %.4f val_macro_f1 %.4f lr %.2e %.0f s%s",
                 epoch, config.epochs, metrics["train_loss"], metrics["val_accuracy"],
                 metrics["val_macro_f1"], metrics["lr"], metrics["seconds"],
+                f" (without averaging: val_macro_f1 {metrics['raw_val_macro_f1']:.4f})" if average else "",
             )  # fmt: skip
 
             # Ties go to the later epoch: the learning rate is lower there.
