@@ -14,7 +14,15 @@ from training_jobs.models import Dataset, TrainingJob
 
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin):
-    list_display = ["name", "path", "train_images", "test_images", "unreadable_count", "missing_classes", "scanned_at"]
+    list_display = [
+        "name",
+        "short_path",
+        "train_images",
+        "test_images",
+        "unreadable_count",
+        "missing_classes",
+        "scanned_at",
+    ]
     search_fields = ["name", "path"]
     actions = ["rescan"]
     readonly_fields = ["name", "path", "class_names", "counts", "unreadable", "missing", "scanned_at", "created_at"]
@@ -41,6 +49,11 @@ class DatasetAdmin(admin.ModelAdmin):
     def save_related(self, request, form, formsets, change) -> None:
         if change:
             super().save_related(request, form, formsets, change)
+
+    @admin.display(description="path", ordering="path")
+    def short_path(self, dataset: Dataset) -> str:
+        # Full paths push the other columns past the page, and the last two parts identify the folder.
+        return format_html('<span title="{}">…/{}</span>', dataset.path, "/".join(dataset.path.split("/")[-2:]))
 
     @admin.display(description="unreadable files")
     def unreadable_count(self, dataset: Dataset) -> int:

@@ -420,6 +420,18 @@ def test_admin_registers_dataset(staff_client, db, tmp_path):
     assert dataset.train_images == 9
 
 
+def test_admin_dataset_list_shortens_path(staff_client, db, tmp_path):
+    from training_jobs.tests.conftest import make_dataset_folder
+
+    folder = make_dataset_folder(tmp_path / "archive" / "photos" / "ahe-mini")
+    staff_client.post("/admin/training_jobs/dataset/add/", {"name": "", "path": str(folder)})
+
+    page = staff_client.get("/admin/training_jobs/dataset/").content.decode()
+
+    assert f'<span title="{folder}">…/photos/ahe-mini</span>' in page
+    assert f">{folder}<" not in page
+
+
 def test_admin_rejects_bad_dataset_folder(staff_client, db, tmp_path):
     response = staff_client.post("/admin/training_jobs/dataset/add/", {"name": "x", "path": str(tmp_path / "nope")})
 
