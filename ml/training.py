@@ -353,6 +353,13 @@ def fit(
                 model, loader, optimizer, scheduler, loss_fn, device, config, epoch, on_progress, should_stop, average
             )
             val = validate(scored_model, data.val, device, config, data.class_names)
+            training_weights = None
+            if average is not None:
+                # Score the training weights too, to show what the average adds (the best epoch ignores it).
+                # fork_rng keeps this extra pass from changing the random draws of later epochs.
+                with torch.random.fork_rng(devices=[]):
+                    training_weights = validate(model, data.val, device, config, data.class_names)
+
             metrics = {
                 "epoch": epoch,
                 "train_loss": trained["train_loss"],
@@ -361,21 +368,16 @@ def fit(
                 "lr": optimizer.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - epoch_started,
             }
-            if average is not None:
-                # Score the training weights too, to show what the average adds (the best epoch ignores it).
-                # fork_rng keeps this extra pass from changing the random draws of later epochs.
-                with torch.random.fork_rng(devices=[]):
-                    training_weights = validate(model, data.val, device, config, data.class_names)
-                metrics.update(
-                    raw_val_accuracy=training_weights["accuracy"], raw_val_macro_f1=training_weights["macro_f1"]
-                )
-                metrics["seconds"] = time.perf_counter() - epoch_started
+            raw_note = ""
+            if training_weights is not None:
+                metrics["raw_val_accuracy"] = training_weights["accuracy"]
+                metrics["raw_val_macro_f1"] = training_weights["macro_f1"]
+                raw_note = f" (without averaging: val_macro_f1 {training_weights['macro_f1']:.4f})"
             result.history.append(metrics)
             logger.info(
                 "epoch %d/%d train_loss %.4f val_acc %.4f val_macro_f1 %.4f lr %.2e %.0f s%s",
                 epoch, config.epochs, metrics["train_loss"], metrics["val_accuracy"],
-                metrics["val_macro_f1"], metrics["lr"], metrics["seconds"],
-                f" (without averaging: val_macro_f1 {metrics['raw_val_macro_f1']:.4f})" if average else "",
+                metrics["val_macro_f1"], metrics["lr"], metrics["seconds"], raw_note,
             )  # fmt: skip
 
             # Ties go to the later epoch: the learning rate is lower there.

@@ -171,7 +171,7 @@ def test_fit_with_ema_saves_average(tiny_dataset, tmp_path):
     raw_head = load_checkpoint(raw.model_dir)[0].get_classifier().weight
     ema_head = load_checkpoint(averaged.model_dir)[0].get_classifier().weight
     assert not torch.allclose(raw_head, ema_head)
-    # The training weights are scored too, without changing later epochs' random draws.
+    # The training weights are scored too, and the extra pass leaves training unchanged.
     assert "raw_val_macro_f1" not in raw.history[0]
     for averaged_epoch, plain_epoch in zip(averaged.history, raw.history):
         assert averaged_epoch["raw_val_macro_f1"] == pytest.approx(plain_epoch["val_macro_f1"])
