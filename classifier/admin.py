@@ -6,6 +6,7 @@ from django.utils.html import format_html
 
 from classifier import services
 from classifier.models import ModelVersion, Prediction, StoredImage, Upload
+from heritage_site.admin_display import short_path_html
 
 
 @admin.register(ModelVersion)
@@ -31,10 +32,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Model folder")
     def short_model_dir(self, version: ModelVersion) -> str:
-        # Full paths run past the table, and the last two parts identify the folder.
-        return format_html(
-            '<span title="{}">…/{}</span>', version.model_dir, "/".join(version.model_dir.split("/")[-2:])
-        )
+        return short_path_html(version.model_dir)
 
     @admin.action(description="Activate the selected model version")
     def activate(self, request, queryset):

@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
+from heritage_site.admin_display import short_path_html
 from training_jobs import services
 from training_jobs.forms import DatasetRegisterForm, TrainingJobLaunchForm
 from training_jobs.models import Dataset, TrainingJob
@@ -52,8 +53,7 @@ class DatasetAdmin(admin.ModelAdmin):
 
     @admin.display(description="path", ordering="path")
     def short_path(self, dataset: Dataset) -> str:
-        # Full paths push the other columns past the page, and the last two parts identify the folder.
-        return format_html('<span title="{}">…/{}</span>', dataset.path, "/".join(dataset.path.split("/")[-2:]))
+        return short_path_html(dataset.path)
 
     @admin.display(description="unreadable files")
     def unreadable_count(self, dataset: Dataset) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import pytest
 from django.core.cache import cache
@@ -402,6 +403,8 @@ def test_admin_model_versions_show_scores(admin_client, active_model):
     assert "Heritage Lens administration" in page
     assert "Scores" in page
     assert "Model folder" in page
+    folder = Path(active_model.model_dir)
+    assert f'<span title="{folder}">…/{folder.parent.name}/{folder.name}</span>' in page
 
 
 @pytest.mark.parametrize(
