@@ -40,6 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--init-from", help="model folder to continue from, trained on the same data and validation split"
     )
+    train.add_argument(
+        "--teacher", help="model folder whose predictions this run also learns from, on the same validation split"
+    )
+    train.add_argument(
+        "--distill-weight",
+        type=float,
+        help=f"share of the loss spent matching the teacher (default {defaults.distill_weight})",
+    )
+    train.add_argument(
+        "--distill-temperature",
+        type=float,
+        help=f"softening of both networks' outputs (default {defaults.distill_temperature})",
+    )
     train.add_argument("--image-size", type=int, help=f"input side in pixels (default {defaults.image_size})")
     train.add_argument(
         "--ema-decay", type=float, help=f"weight moving-average decay per batch (default {defaults.ema_decay})"

@@ -67,6 +67,13 @@ class TrainConfig:
     # backbone, classes, training photos and validation split, so that
     # validation never scores photos the starting model trained on.
     init_from: str | None = None
+    # A model folder whose predictions the network also learns from
+    # (knowledge distillation, Hinton et al. 2015). The same rules as for
+    # init_from apply, except that the backbone may differ; the input size
+    # and normalisation must match, since both networks see the same batch.
+    teacher: str | None = None
+    distill_weight: float = 0.5  # share of the loss given to matching the teacher
+    distill_temperature: float = 2.0  # softens both distributions before they are compared
 
     def validate(self) -> None:
         """Raise ConfigError naming every invalid field, one "; "-separated message each."""
@@ -107,6 +114,12 @@ class TrainConfig:
             problems.append(f"warmup_epochs must be 0 or more, got {self.warmup_epochs}")
         if self.init_from is not None and not (Path(self.init_from) / "model.json").is_file():
             problems.append(f"init_from must be a model folder with model.json, got {self.init_from}")
+        if self.teacher is not None and not (Path(self.teacher) / "model.json").is_file():
+            problems.append(f"teacher must be a model folder with model.json, got {self.teacher}")
+        if not 0 <= self.distill_weight <= 1:
+            problems.append(f"distill_weight must be between 0 and 1, got {self.distill_weight}")
+        if not self.distill_temperature > 0:
+            problems.append(f"distill_temperature must be above 0, got {self.distill_temperature}")
         if self.weights_file is not None and not Path(self.weights_file).is_file():
             problems.append(f"weights_file not found: {self.weights_file}")
         if problems:
@@ -115,6 +128,12 @@ class TrainConfig:
     @property
     def effective_split_seed(self) -> int:
         return self.seed if self.split_seed is None else self.split_seed
+
+    @staticmethod
+    def stored_split(values: dict) -> tuple[int | None, float | None]:
+        """(split seed, validation fraction) of a config stored as a dict, such as model.json's."""
+        split_seed = values.get("split_seed")
+        return (values.get("seed") if split_seed is None else split_seed), values.get("val_fraction")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

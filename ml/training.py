@@ -181,11 +181,24 @@ def set_train_mode(model: nn.Module, mode: str) -> None:
 
 
 def train_one_epoch(
-    model, loader, optimizer, scheduler, loss_fn, device, config, epoch, on_progress, should_stop, average=None
+    model,
+    loader,
+    optimizer,
+    scheduler,
+    loss_fn,
+    device,
+    config,
+    epoch,
+    on_progress,
+    should_stop,
+    average=None,
+    teacher=None,
 ) -> dict:
     """Train for one pass over `loader`; return the mean loss and the time taken.
 
     `average`, a WeightAverage or None, is updated after every batch.
+    `teacher`, a network in eval mode or None, scores each batch as the
+    student sees it, and config.distill_weight of the loss is matching it.
     """
     set_train_mode(model, config.mode)
     use_amp = device.type == "cuda"
@@ -198,7 +211,13 @@ def train_one_epoch(
         images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         targets = targets.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-            loss = loss_fn(model(images), targets)
+            logits = model(images)
+            loss = loss_fn(logits, targets)
+            if teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = teacher(images)
+                matching = distillation_loss(logits, teacher_logits, config.distill_temperature)
+                loss = (1 - config.distill_weight) * loss + config.distill_weight * matching
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -228,25 +247,37 @@ def validate(model, dataset, device, config, class_names) -> dict:
     return classification_report(labels.tolist(), probabilities.argmax(axis=1).tolist(), class_names)
 
 
-def load_starting_model(config: TrainConfig, data: PreparedData) -> tuple[nn.Module, dict]:
-    """Load config.init_from and check that validation will not score photos it trained on.
+def load_related_model(
+    path: str, role: str, config: TrainConfig, data: PreparedData, mean, std
+) -> tuple[nn.Module, dict]:
+    """Load the model at `path` that this run starts from or learns from, and check it.
 
-    Raise ConfigError naming each difference from the run being configured:
-    backbone, classes, training data, or validation split.
+    `role` is the config field that named it: "init_from" (the weights to
+    continue from) or "teacher" (the predictions to learn from). Both must
+    share the classes, the training photos and the validation split, so that
+    validation never scores photos the model trained on. A starting model must
+    also share the backbone; a teacher may differ in backbone but must take
+    the same input. Raise ConfigError naming each difference.
     """
-    model, description = load_checkpoint(config.init_from)
-    trained_with = description.get("config", {})
+    model, description = load_checkpoint(path)
     problems = []
     if description.get("ensemble_size", 1) != 1:
         problems.append("it is an ensemble, not one network")
-    if description["backbone"] != config.backbone:
+    if role == "init_from" and description["backbone"] != config.backbone:
         problems.append(f"its backbone is {description['backbone']!r}, not {config.backbone!r}")
+    if role == "teacher":
+        theirs = (description.get("image_size"), list(description.get("mean", [])), list(description.get("std", [])))
+        ours = (config.image_size, list(mean), list(std))
+        if theirs != ours:
+            problems.append(
+                f"it takes {theirs[0]} px input normalised with mean {theirs[1]} and std {theirs[2]}, "
+                f"this run {ours[0]} px with mean {ours[1]} and std {ours[2]}"
+            )
     if description["class_names"] != data.class_names:
         problems.append(f"its classes are {description['class_names']}, the dataset's are {data.class_names}")
     if description.get("dataset_fingerprint") != data.fingerprint:
         problems.append("it was trained on other training photos (the dataset fingerprints differ)")
-    split_seed = trained_with.get("split_seed")
-    split = (trained_with.get("seed") if split_seed is None else split_seed, trained_with.get("val_fraction"))
+    split = TrainConfig.stored_split(description.get("config", {}))
     if split != (config.effective_split_seed, config.val_fraction):
         problems.append(
             f"its validation split (split seed {split[0]}, fraction {split[1]}) differs from this run's "
@@ -255,16 +286,28 @@ def load_starting_model(config: TrainConfig, data: PreparedData) -> tuple[nn.Mod
         )
     if problems:
         raise ConfigError(
-            f"init_from {config.init_from} does not match this run: {'; '.join(problems)}. "
-            "Start from a model trained with the same settings, or train without init_from."
+            f"{role} {path} does not match this run: {'; '.join(problems)}. "
+            f"Use a model trained with the same settings, or train without {role}."
         )
-    starting_point = {
-        "path": str(config.init_from),
+    origin = {
+        "path": str(path),
         "model_version": description.get("model_version"),
         "weights_sha256": description.get("weights_sha256"),
     }
-    logger.info("starting from %s (%s)", config.init_from, starting_point["model_version"])
-    return model, starting_point
+    logger.info("%s: %s (%s)", role, path, origin["model_version"])
+    return model, origin
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL divergence of the student's softened distribution from the teacher's, times temperature squared.
+
+    The factor keeps the gradient's scale independent of the temperature
+    (Hinton, Vinyals and Dean, "Distilling the knowledge in a neural network", 2015).
+    """
+    student = torch.log_softmax(student_logits.float() / temperature, dim=1)
+    teacher = torch.log_softmax(teacher_logits.float() / temperature, dim=1)
+    kl = nn.functional.kl_div(student, teacher, reduction="batchmean", log_target=True)
+    return kl * temperature**2
 
 
 def _never_stop() -> bool:
@@ -300,12 +343,20 @@ def fit(
     mean, std = model_normalization(probe)
     data = prepare_data(config, mean, std)
     if config.init_from is not None:
-        model, starting_point = load_starting_model(config, data)
+        model, starting_point = load_related_model(config.init_from, "init_from", config, data, mean, std)
     else:
         model, starting_point = create_model(config.backbone, len(data.class_names), config.weights_file), None
     if config.mode == "linear-probe":
         freeze_backbone(model)
     model = model.to(device).to(memory_format=torch.channels_last)
+    teacher, teacher_origin = None, None
+    if config.teacher is not None:
+        # Building the teacher draws random initial weights; fork_rng keeps those draws out of training's.
+        with torch.random.fork_rng(devices=[]):
+            teacher, teacher_origin = load_related_model(config.teacher, "teacher", config, data, mean, std)
+        teacher = teacher.to(device).to(memory_format=torch.channels_last).eval()
+        for parameter in teacher.parameters():
+            parameter.requires_grad_(False)
 
     generator = torch.Generator().manual_seed(config.seed)
     loader = torch.utils.data.DataLoader(
@@ -337,12 +388,17 @@ def fit(
         "dataset_fingerprint": data.fingerprint,
         "dataset_stats": data.stats,
     }
-    if starting_point is not None:
-        # The starting weights' own score on this split, the figure to beat.
-        start = validate(model, data.val, device, config, data.class_names)
-        starting_point.update(val_accuracy=start["accuracy"], val_macro_f1=start["macro_f1"])
-        logger.info("starting point: val_acc %.4f val_macro_f1 %.4f", start["accuracy"], start["macro_f1"])
-        base_description["init_from"] = starting_point
+    # A starting model's or teacher's own score on this split is the figure to beat.
+    for role, origin, network in (("init_from", starting_point, model), ("teacher", teacher_origin, teacher)):
+        if origin is None:
+            continue
+        # The teacher's pass leaves the random state as a plain run has it. The starting
+        # model's pass does not, so that runs from earlier versions of this code repeat.
+        with torch.random.fork_rng(devices=[], enabled=role == "teacher"):
+            scores = validate(network, data.val, device, config, data.class_names)
+        origin.update(val_accuracy=scores["accuracy"], val_macro_f1=scores["macro_f1"])
+        logger.info("%s: val_acc %.4f val_macro_f1 %.4f", role, scores["accuracy"], scores["macro_f1"])
+        base_description[role] = origin
 
     result = FitResult(model_dir=None)
     best_score, epochs_without_gain = -1.0, 0
@@ -350,7 +406,18 @@ def fit(
         for epoch in range(1, config.epochs + 1):
             epoch_started = time.perf_counter()
             trained = train_one_epoch(
-                model, loader, optimizer, scheduler, loss_fn, device, config, epoch, on_progress, should_stop, average
+                model,
+                loader,
+                optimizer,
+                scheduler,
+                loss_fn,
+                device,
+                config,
+                epoch,
+                on_progress,
+                should_stop,
+                average,
+                teacher,
             )
             val = validate(scored_model, data.val, device, config, data.class_names)
             training_weights = None

@@ -187,3 +187,23 @@ def test_evaluate_record_stores_test_scores(tiny_model, tiny_dataset, tmp_path, 
     assert len(recorded["split_fingerprint"]) == 16
     assert (model / "model.safetensors").read_bytes() == weights_before
     load_checkpoint(model)
+
+
+def test_train_flags_set_distillation_fields(tmp_path):
+    from ml.cli import _train_config, build_parser
+
+    args = build_parser().parse_args(
+        ["train", "--data", "d", "--out", "o", "--teacher", "runs/t", "--distill-weight", "0.3"]
+    )
+    config = _train_config(args)
+
+    assert config.teacher == "runs/t"
+    assert config.distill_weight == 0.3
+    assert config.distill_temperature == 2.0
+
+
+def test_train_reports_missing_teacher(tmp_path, capsys):
+    code = main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "out"), "--teacher", str(tmp_path / "t")])
+
+    assert code == 2
+    assert f"teacher must be a model folder with model.json, got {tmp_path / 't'}" in capsys.readouterr().err

@@ -5,7 +5,7 @@ from ml.checkpoints import load_checkpoint, read_description
 from ml.config import TrainConfig
 from ml.errors import ConfigError
 from ml.evaluation import evaluate
-from ml.training import WeightAverage, fit
+from ml.training import WeightAverage, distillation_loss, fit
 
 
 def _config(data, out, **overrides):
@@ -120,6 +120,9 @@ def test_evaluate_returns_metrics_and_samples(tiny_dataset, tmp_path):
         ("device", "tpu", "device must be auto, cpu or cuda"),
         ("ema_decay", 1.0, "ema_decay must be between 0 and 1"),
         ("weights_file", "/nonexistent/w.pth", "weights_file not found"),
+        ("teacher", "/nonexistent/run", "teacher must be a model folder with model.json"),
+        ("distill_weight", 1.5, "distill_weight must be between 0 and 1"),
+        ("distill_temperature", 0.0, "distill_temperature must be above 0"),
     ],
 )
 def test_config_validation_names_the_field(tmp_path, field, value, message):
@@ -222,3 +225,82 @@ def test_init_from_rejects_other_backbone(tiny_dataset, tmp_path):
 def test_init_from_needs_model_json(tmp_path):
     with pytest.raises(ConfigError, match=r"init_from must be a model folder with model\.json"):
         _config(tmp_path, tmp_path / "out", init_from=str(tmp_path)).validate()
+
+
+def test_distillation_loss_is_scaled_kl_divergence():
+    student = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+    teacher = torch.tensor([[0.0, 1.0, 0.0], [1.0, -1.0, 3.0]])
+    temperature = 2.0
+
+    p_teacher = torch.softmax(teacher / temperature, dim=1)
+    p_student = torch.softmax(student / temperature, dim=1)
+    by_hand = (p_teacher * (p_teacher.log() - p_student.log())).sum(dim=1).mean() * temperature**2
+
+    assert distillation_loss(student, teacher, temperature).item() == pytest.approx(by_hand.item(), rel=1e-5)
+    assert distillation_loss(teacher, teacher, temperature).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fit_learns_from_a_teacher(tiny_dataset, tmp_path):
+    teacher = fit(_config(tiny_dataset, tmp_path / "teacher", epochs=2, seed=3, split_seed=0))
+    plain = fit(_config(tiny_dataset, tmp_path / "plain", epochs=1, seed=0))
+
+    student = fit(
+        _config(
+            tiny_dataset, tmp_path / "student", epochs=1, seed=0, teacher=str(teacher.model_dir), distill_weight=1.0
+        )
+    )
+
+    origin = read_description(student.model_dir)["teacher"]
+    assert origin["path"] == str(teacher.model_dir)
+    assert origin["weights_sha256"] == read_description(teacher.model_dir)["weights_sha256"]
+    assert origin["val_macro_f1"] == pytest.approx(teacher.val_metrics["macro_f1"])
+    # With the whole loss spent on matching the teacher, the loss is a KL divergence,
+    # not the label-smoothed cross-entropy of the plain run (which stays above 0.1 here).
+    assert student.history[0]["train_loss"] != pytest.approx(plain.history[0]["train_loss"], rel=1e-3)
+
+
+def test_teacher_with_no_weight_trains_as_a_plain_run(tiny_dataset, tmp_path):
+    teacher = fit(_config(tiny_dataset, tmp_path / "teacher", epochs=1, seed=3, split_seed=0))
+    plain = fit(_config(tiny_dataset, tmp_path / "plain", epochs=2, seed=0))
+
+    student = fit(
+        _config(
+            tiny_dataset, tmp_path / "student", epochs=2, seed=0, teacher=str(teacher.model_dir), distill_weight=0.0
+        )
+    )
+
+    # Scoring the teacher first must not change the random draws of training.
+    for student_epoch, plain_epoch in zip(student.history, plain.history):
+        assert student_epoch["train_loss"] == pytest.approx(plain_epoch["train_loss"], rel=1e-5)
+
+
+def test_teacher_rejects_other_split_and_input(tiny_dataset, tmp_path):
+    teacher = fit(_config(tiny_dataset, tmp_path / "teacher", epochs=1, seed=0))
+
+    with pytest.raises(ConfigError) as raised:
+        fit(
+            _config(
+                tiny_dataset,
+                tmp_path / "student",
+                epochs=1,
+                split_seed=5,
+                image_size=48,
+                teacher=str(teacher.model_dir),
+            )
+        )
+
+    message = str(raised.value)
+    assert message.startswith(f"teacher {teacher.model_dir} does not match this run: ")
+    assert "it takes 32 px input" in message
+    assert "this run 48 px" in message
+    assert "validation split (split seed 0" in message
+    assert not (tmp_path / "student").exists()
+
+
+def test_teacher_may_have_another_backbone(tiny_dataset, tmp_path):
+    teacher = fit(_config(tiny_dataset, tmp_path / "teacher", epochs=1, backbone="efficientnet_lite1"))
+
+    student = fit(_config(tiny_dataset, tmp_path / "student", epochs=1, teacher=str(teacher.model_dir)))
+
+    assert read_description(student.model_dir)["teacher"]["model_version"].startswith("efficientnet_lite1-")
+    assert read_description(student.model_dir)["backbone"] == "efficientnet_lite0"
