@@ -41,17 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--init-from", help="model folder to continue from, trained on the same data and validation split"
     )
     train.add_argument(
-        "--teacher", help="model folder whose predictions this run also learns from, on the same validation split"
+        "--teacher",
+        help="model folder or saved ensemble whose predictions this run also learns from; same validation split and input",
     )
     train.add_argument(
         "--distill-weight",
         type=float,
-        help=f"share of the loss spent matching the teacher (default {defaults.distill_weight})",
+        help=f"share of the loss spent matching the teacher, 0 to 1 (default {defaults.distill_weight})",
     )
     train.add_argument(
         "--distill-temperature",
         type=float,
-        help=f"softening of both networks' outputs (default {defaults.distill_temperature})",
+        help=f"divisor of both networks' outputs before they are compared, above 0 and at most 100 "
+        f"(default {defaults.distill_temperature})",
     )
     train.add_argument("--image-size", type=int, help=f"input side in pixels (default {defaults.image_size})")
     train.add_argument(

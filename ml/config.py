@@ -14,6 +14,10 @@ from pathlib import Path
 from ml.errors import ConfigError
 
 MODES = ("finetune", "linear-probe")
+DISTILL_DEFAULTS = (0.5, 2.0)  # distill_weight and distill_temperature
+# Above this the softened outputs are all but uniform, and far above it the
+# temperature-squared factor overflows the loss.
+MAX_DISTILL_TEMPERATURE = 100.0
 
 
 @dataclass(frozen=True)
@@ -67,13 +71,16 @@ class TrainConfig:
     # backbone, classes, training photos and validation split, so that
     # validation never scores photos the starting model trained on.
     init_from: str | None = None
-    # A model folder whose predictions the network also learns from
-    # (knowledge distillation, Hinton et al. 2015). The same rules as for
-    # init_from apply, except that the backbone may differ; the input size
-    # and normalisation must match, since both networks see the same batch.
+    # A model folder, or an ensemble saved by `ml average`, whose predictions
+    # the network also learns from (knowledge distillation, Hinton et al.
+    # 2015). The same rules as for init_from apply, except that the backbone
+    # may differ; the input size and normalisation must match, since both
+    # networks see the same batch.
     teacher: str | None = None
-    distill_weight: float = 0.5  # share of the loss given to matching the teacher
-    distill_temperature: float = 2.0  # softens both distributions before they are compared
+    # Share of the loss given to matching the teacher, 0 to 1.
+    distill_weight: float = DISTILL_DEFAULTS[0]
+    # Both networks' outputs are divided by this before they are compared.
+    distill_temperature: float = DISTILL_DEFAULTS[1]
 
     def validate(self) -> None:
         """Raise ConfigError naming every invalid field, one "; "-separated message each."""
@@ -118,8 +125,17 @@ class TrainConfig:
             problems.append(f"teacher must be a model folder with model.json, got {self.teacher}")
         if not 0 <= self.distill_weight <= 1:
             problems.append(f"distill_weight must be between 0 and 1, got {self.distill_weight}")
-        if not self.distill_temperature > 0:
-            problems.append(f"distill_temperature must be above 0, got {self.distill_temperature}")
+        if not 0 < self.distill_temperature <= MAX_DISTILL_TEMPERATURE:
+            problems.append(
+                f"distill_temperature must be above 0 and at most {MAX_DISTILL_TEMPERATURE:g}, "
+                f"got {self.distill_temperature}"
+            )
+        distill_settings = (self.distill_weight, self.distill_temperature)
+        if self.teacher is None and distill_settings != DISTILL_DEFAULTS:
+            problems.append(
+                "distill_weight and distill_temperature apply only with a teacher: "
+                "set teacher, or leave them at their defaults"
+            )
         if self.weights_file is not None and not Path(self.weights_file).is_file():
             problems.append(f"weights_file not found: {self.weights_file}")
         if problems:

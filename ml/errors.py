@@ -17,6 +17,10 @@ class ModelLoadError(MLError):
     """Pretrained weights are missing or do not fit the architecture."""
 
 
+class TrainingError(MLError):
+    """Training cannot go on, for example because the loss stopped being a finite number."""
+
+
 class CheckpointError(MLError):
     """A saved model does not match its description or cannot be read."""
 

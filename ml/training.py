@@ -29,7 +29,7 @@ from ml.data import (
     load_images,
     stratified_split,
 )
-from ml.errors import ConfigError, DatasetError
+from ml.errors import ConfigError, DatasetError, TrainingError
 from ml.evaluation import predict_probabilities
 from ml.metrics import classification_report
 from ml.models import create_model, model_normalization
@@ -218,6 +218,12 @@ def train_one_epoch(
                     teacher_logits = teacher(images)
                 matching = distillation_loss(logits, teacher_logits, config.distill_temperature)
                 loss = (1 - config.distill_weight) * loss + config.distill_weight * matching
+        if not torch.isfinite(loss):
+            # One step on a NaN or infinite loss would spoil every weight; the best epoch saved so far stays.
+            raise TrainingError(
+                f"training loss became {loss.item()} in epoch {epoch}, batch {batch_index}, so training stopped; "
+                "lower the learning rate and train again"
+            )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -256,12 +262,13 @@ def load_related_model(
     continue from) or "teacher" (the predictions to learn from). Both must
     share the classes, the training photos and the validation split, so that
     validation never scores photos the model trained on. A starting model must
-    also share the backbone; a teacher may differ in backbone but must take
-    the same input. Raise ConfigError naming each difference.
+    also be one network of the same backbone; a teacher may be an ensemble or
+    another backbone but must take the same input. Raise ConfigError naming
+    each difference.
     """
     model, description = load_checkpoint(path)
     problems = []
-    if description.get("ensemble_size", 1) != 1:
+    if role == "init_from" and description.get("ensemble_size", 1) != 1:
         problems.append("it is an ensemble, not one network")
     if role == "init_from" and description["backbone"] != config.backbone:
         problems.append(f"its backbone is {description['backbone']!r}, not {config.backbone!r}")
@@ -282,7 +289,7 @@ def load_related_model(
         problems.append(
             f"its validation split (split seed {split[0]}, fraction {split[1]}) differs from this run's "
             f"(split seed {config.effective_split_seed}, fraction {config.val_fraction}), so validation "
-            "would score photos it trained on"
+            f"would score photos it trained on; set split_seed to {split[0]} and val_fraction to {split[1]}"
         )
     if problems:
         raise ConfigError(

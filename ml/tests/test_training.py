@@ -3,9 +3,9 @@ import torch
 
 from ml.checkpoints import load_checkpoint, read_description
 from ml.config import TrainConfig
-from ml.errors import ConfigError
+from ml.errors import ConfigError, TrainingError
 from ml.evaluation import evaluate
-from ml.training import WeightAverage, distillation_loss, fit
+from ml.training import WeightAverage, build_optimizer, distillation_loss, fit, train_one_epoch
 
 
 def _config(data, out, **overrides):
@@ -122,7 +122,9 @@ def test_evaluate_returns_metrics_and_samples(tiny_dataset, tmp_path):
         ("weights_file", "/nonexistent/w.pth", "weights_file not found"),
         ("teacher", "/nonexistent/run", "teacher must be a model folder with model.json"),
         ("distill_weight", 1.5, "distill_weight must be between 0 and 1"),
-        ("distill_temperature", 0.0, "distill_temperature must be above 0"),
+        ("distill_temperature", 0.0, "distill_temperature must be above 0 and at most 100, got 0.0"),
+        ("distill_temperature", float("inf"), "distill_temperature must be above 0 and at most 100, got inf"),
+        ("distill_weight", 0.9, "distill_weight and distill_temperature apply only with a teacher"),
     ],
 )
 def test_config_validation_names_the_field(tmp_path, field, value, message):
@@ -304,3 +306,47 @@ def test_teacher_may_have_another_backbone(tiny_dataset, tmp_path):
 
     assert read_description(student.model_dir)["teacher"]["model_version"].startswith("efficientnet_lite1-")
     assert read_description(student.model_dir)["backbone"] == "efficientnet_lite0"
+
+
+def test_teacher_may_be_an_ensemble(tiny_dataset, tmp_path):
+    from ml.averaging import compare_on_validation
+
+    members = [
+        str(fit(_config(tiny_dataset, tmp_path / f"m{seed}", epochs=1, seed=seed, split_seed=0)).model_dir)
+        for seed in (0, 1)
+    ]
+    ensemble = compare_on_validation(members, out_dir=tmp_path / "ensemble", keep="ensemble", device="cpu")
+
+    student = fit(_config(tiny_dataset, tmp_path / "student", epochs=1, teacher=ensemble["out_dir"]))
+
+    origin = read_description(student.model_dir)["teacher"]
+    assert origin["path"] == ensemble["out_dir"]
+    assert origin["val_macro_f1"] == pytest.approx(ensemble["rows"][2]["macro_f1"])
+
+
+def test_training_stops_on_a_loss_that_is_not_finite():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 2), torch.nn.Flatten())
+    before = model[0].weight.detach().clone()
+    loader = [(torch.randn(8, 3, 2, 2), torch.randint(0, 3, (8,)))]
+    config = TrainConfig(data_dir="d", out_dir="o", epochs=1, device="cpu")
+    optimizer, scheduler = build_optimizer(model, config, len(loader))
+
+    def nan_loss(logits, targets):
+        return logits.sum() * float("nan")
+
+    with pytest.raises(TrainingError, match="training loss became nan in epoch 1, batch 1, so training stopped"):
+        train_one_epoch(
+            model,
+            loader,
+            optimizer,
+            scheduler,
+            nan_loss,
+            torch.device("cpu"),
+            config,
+            1,
+            lambda event: None,
+            lambda: False,
+        )
+
+    assert torch.equal(model[0].weight, before)
