@@ -74,8 +74,8 @@ class TrainConfig:
     # A model folder, or an ensemble saved by `ml average`, whose predictions
     # the network also learns from (knowledge distillation, Hinton et al.
     # 2015). The same rules as for init_from apply, except that the backbone
-    # may differ; the input size and normalisation must match, since both
-    # networks see the same batch.
+    # may differ. Both networks take the same batch, so the input size and
+    # normalisation must match.
     teacher: str | None = None
     # Share of the loss given to matching the teacher, 0 to 1.
     distill_weight: float = DISTILL_DEFAULTS[0]

@@ -197,8 +197,9 @@ def train_one_epoch(
     """Train for one pass over `loader`; return the mean loss and the time taken.
 
     `average`, a WeightAverage or None, is updated after every batch.
-    `teacher`, a network in eval mode or None, scores each batch as the
-    student sees it, and config.distill_weight of the loss is matching it.
+    `teacher`, a network in eval mode or None, scores the same augmented
+    batch as the student, and config.distill_weight of the loss is spent
+    matching its outputs.
     """
     set_train_mode(model, config.mode)
     use_amp = device.type == "cuda"
@@ -262,9 +263,9 @@ def load_related_model(
     continue from) or "teacher" (the predictions to learn from). Both must
     share the classes, the training photos and the validation split, so that
     validation never scores photos the model trained on. A starting model must
-    also be one network of the same backbone; a teacher may be an ensemble or
-    another backbone but must take the same input. Raise ConfigError naming
-    each difference.
+    also be one network of the same backbone. A teacher may be an ensemble or
+    another backbone, but it must take the same input. Raise ConfigError
+    naming each difference.
     """
     model, description = load_checkpoint(path)
     problems = []

@@ -261,7 +261,7 @@ def test_fit_learns_from_a_teacher(tiny_dataset, tmp_path):
     assert student.history[0]["train_loss"] != pytest.approx(plain.history[0]["train_loss"], rel=1e-3)
 
 
-def test_teacher_with_no_weight_trains_as_a_plain_run(tiny_dataset, tmp_path):
+def test_zero_distill_weight_matches_plain_run(tiny_dataset, tmp_path):
     teacher = fit(_config(tiny_dataset, tmp_path / "teacher", epochs=1, seed=3, split_seed=0))
     plain = fit(_config(tiny_dataset, tmp_path / "plain", epochs=2, seed=0))
 
@@ -324,7 +324,7 @@ def test_teacher_may_be_an_ensemble(tiny_dataset, tmp_path):
     assert origin["val_macro_f1"] == pytest.approx(ensemble["rows"][2]["macro_f1"])
 
 
-def test_training_stops_on_a_loss_that_is_not_finite():
+def test_non_finite_loss_stops_training():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 2), torch.nn.Flatten())
     before = model[0].weight.detach().clone()
