@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--teacher",
-        help="model folder or saved ensemble whose predictions this run also learns from; same validation split and input",
+        help="model folder or saved ensemble whose predictions this run also learns from, with the same validation split and input",
     )
     train.add_argument(
         "--distill-weight",

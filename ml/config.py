@@ -73,9 +73,8 @@ class TrainConfig:
     init_from: str | None = None
     # A model folder, or an ensemble saved by `ml average`, whose predictions
     # the network also learns from (knowledge distillation, Hinton et al.
-    # 2015). The same rules as for init_from apply, except that the backbone
-    # may differ. Both networks take the same batch, so the input size and
-    # normalisation must match.
+    # 2015). The rules for init_from apply, but the backbone may differ.
+    # Both networks take the same batch, so input size and normalisation must match.
     teacher: str | None = None
     # Share of the loss given to matching the teacher, 0 to 1.
     distill_weight: float = DISTILL_DEFAULTS[0]

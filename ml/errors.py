@@ -18,7 +18,7 @@ class ModelLoadError(MLError):
 
 
 class TrainingError(MLError):
-    """Training cannot go on, for example because the loss stopped being a finite number."""
+    """A failure that stops training, such as a loss that is no longer a finite number."""
 
 
 class CheckpointError(MLError):

@@ -219,11 +219,13 @@ def train_one_epoch(
                     teacher_logits = teacher(images)
                 matching = distillation_loss(logits, teacher_logits, config.distill_temperature)
                 loss = (1 - config.distill_weight) * loss + config.distill_weight * matching
-        if not torch.isfinite(loss):
-            # One step on a NaN or infinite loss would spoil every weight; the best epoch saved so far stays.
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            # One step on a NaN or infinite loss would spoil every weight, so stop before it.
+            # The best epoch saved so far stays on disk.
             raise TrainingError(
-                f"training loss became {loss.item()} in epoch {epoch}, batch {batch_index}, so training stopped; "
-                "lower the learning rate and train again"
+                f"training loss became {loss_value} in epoch {epoch}, batch {batch_index}, so training stopped. "
+                "Lower the learning rate and train again."
             )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -233,7 +235,7 @@ def train_one_epoch(
         if average is not None:
             average.update(model)
 
-        total_loss += loss.item() * len(targets)
+        total_loss += loss_value * len(targets)
         seen += len(targets)
         on_progress(
             {
@@ -264,8 +266,8 @@ def load_related_model(
     share the classes, the training photos and the validation split, so that
     validation never scores photos the model trained on. A starting model must
     also be one network of the same backbone. A teacher may be an ensemble or
-    another backbone, but it must take the same input. Raise ConfigError
-    naming each difference.
+    have another backbone, but it must take the same input size and
+    normalisation. Raise ConfigError naming each difference.
     """
     model, description = load_checkpoint(path)
     problems = []
@@ -359,7 +361,7 @@ def fit(
     model = model.to(device).to(memory_format=torch.channels_last)
     teacher, teacher_origin = None, None
     if config.teacher is not None:
-        # Building the teacher draws random initial weights; fork_rng keeps those draws out of training's.
+        # Building the teacher draws random initial weights. fork_rng keeps those draws out of training's.
         with torch.random.fork_rng(devices=[]):
             teacher, teacher_origin = load_related_model(config.teacher, "teacher", config, data, mean, std)
         teacher = teacher.to(device).to(memory_format=torch.channels_last).eval()
@@ -424,8 +426,8 @@ def fit(
                 epoch,
                 on_progress,
                 should_stop,
-                average,
-                teacher,
+                average=average,
+                teacher=teacher,
             )
             val = validate(scored_model, data.val, device, config, data.class_names)
             training_weights = None
