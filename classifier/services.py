@@ -49,7 +49,14 @@ def model_version_register(
     existing row.
     """
     model_dir = Path(model_dir).resolve()
-    description = _read_model_description(model_dir)
+    return _model_version_register(
+        model_dir, _read_model_description(model_dir), version=version, metrics=metrics, is_default=is_default
+    )
+
+
+def _model_version_register(
+    model_dir: Path, description: dict, *, version: str | None, metrics: dict | None, is_default: bool
+) -> ModelVersion:
     version = version or description.get("model_version") or model_dir.name
 
     defaults = {
@@ -107,12 +114,13 @@ def model_version_ensure_default() -> ModelVersion | None:
     Returns the active version, or None when no model is registered and the
     default model directory has no ``model.json`` yet.
     """
-    model_dir = default_model_dir()
+    model_dir = default_model_dir().resolve()
     if (model_dir / "model.json").is_file():
-        default = model_version_register(model_dir=model_dir, is_default=True)
+        description = _read_model_description(model_dir)
+        default = _model_version_register(model_dir, description, version=None, metrics=None, is_default=True)
         # Scores added to model.json later (python -m ml evaluate --record)
         # reach a version registered before them.
-        metrics = _read_model_description(model_dir).get("metrics", {})
+        metrics = description.get("metrics", {})
         if default.metrics != metrics:
             ModelVersion.objects.filter(pk=default.pk).update(metrics=metrics)
         if not ModelVersion.objects.filter(is_active=True).exists():

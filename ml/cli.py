@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -66,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", dest="num_workers", type=int, help=f"data-loading processes (default {defaults.num_workers})"
     )
     train.add_argument("--device", help="auto, cpu or cuda (default auto)")
+    # Config errors name TrainConfig fields, because the same messages reach
+    # JSON configs and the site's job pages; main() adds the flag that sets each.
+    train.set_defaults(
+        flag_names={action.dest: action.option_strings[-1] for action in train._actions if "_" in action.dest}
+    )
 
     evaluate = commands.add_parser("evaluate", help="score a model on the test split")
     evaluate.add_argument("model", help="model folder with model.json")
@@ -142,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         return handlers[args.command](args)
     except MLError as error:
         print(f"error: {error}", file=sys.stderr)
+        for field, flag in getattr(args, "flag_names", {}).items():
+            if re.search(rf"\b{field}\b", str(error)):
+                print(f"  ({field} is set by {flag})", file=sys.stderr)
         return 2
 
 

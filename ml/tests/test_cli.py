@@ -207,3 +207,23 @@ def test_train_reports_missing_teacher(tmp_path, capsys):
 
     assert code == 2
     assert f"teacher must be a model folder with model.json, got {tmp_path / 't'}" in capsys.readouterr().err
+
+
+def test_train_config_error_names_the_flag(tmp_path, capsys):
+    code = main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "out"), "--distill-weight", "0.3"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "distill_weight and distill_temperature apply only with a teacher" in err
+    assert "(distill_weight is set by --distill-weight)" in err
+    assert "(distill_temperature is set by --distill-temperature)" in err
+    assert "--split-seed" not in err
+
+
+def test_train_config_error_names_renamed_flags(tmp_path, capsys):
+    code = main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "out"), "--workers", "-1"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "num_workers" in err
+    assert "(num_workers is set by --workers)" in err
