@@ -94,6 +94,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
     add_fieldsets = [
         (None, {"fields": ["dataset", "backbone", "other_backbone", "weights_file", "mode"]}),
         ("Hyper-parameters", {"fields": ["epochs", "batch_size", "learning_rate", "image_size", "seed"]}),
+        ("Optional", {"fields": ["split_seed", "ema_decay", "patience"]}),
     ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):

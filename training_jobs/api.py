@@ -49,6 +49,9 @@ class JobSettingsSerializer(serializers.Serializer):
     learning_rate = serializers.FloatField()
     image_size = serializers.IntegerField()
     seed = serializers.IntegerField()
+    split_seed = serializers.IntegerField(allow_null=True)
+    ema_decay = serializers.FloatField(allow_null=True)
+    patience = serializers.IntegerField(allow_null=True)
 
 
 class ClassScoreSerializer(serializers.Serializer):
@@ -194,6 +197,9 @@ class TrainingJobListCreateApi(APIView):
         learning_rate = serializers.FloatField(required=False)
         image_size = serializers.IntegerField(required=False)
         seed = serializers.IntegerField(required=False)
+        split_seed = serializers.IntegerField(required=False, allow_null=True)
+        ema_decay = serializers.FloatField(required=False, allow_null=True)
+        patience = serializers.IntegerField(required=False, allow_null=True)
 
     def get_permissions(self):
         if self.request.method == "POST":

@@ -73,15 +73,24 @@ class TrainingJobLaunchForm(forms.ModelForm):
             "learning_rate",
             "image_size",
             "seed",
+            "split_seed",
+            "ema_decay",
+            "patience",
         ]
         help_texts = {
             "weights_file": "Path on the server of ImageNet weights (.safetensors or .pth) for a timm backbone.",
             "mode": "A linear probe trains only the new classification layer; a fine-tune trains every layer.",
-            "epochs": "Passes over the training images. Training may stop earlier when validation macro-F1 stops improving.",
+            "epochs": "Passes over the training images. The epoch with the best validation macro-F1 is kept.",
             "batch_size": "Images per optimisation step; lower it if the worker runs out of memory.",
             "learning_rate": "Peak AdamW learning rate after warm-up.",
             "image_size": "Network input side in pixels.",
-            "seed": "Random seed of the validation split, augmentations and initial weights.",
+            "seed": "Random seed of the augmentations, the batch order and the new layer's initial weights, and of "
+            "the validation split unless a split seed is given.",
+            "split_seed": "Seed of the validation split. Jobs with the same split seed are validated on the same "
+            "images, so their validation scores compare. The default model used 1. Empty: the seed.",
+            "ema_decay": "Validate and keep a moving average of the weights with this decay per batch, for "
+            "example 0.998. Empty: off.",
+            "patience": "Stop after this many epochs without a better validation macro-F1. Empty: train all epochs.",
         }
 
     def __init__(self, *args, **kwargs):

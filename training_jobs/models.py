@@ -95,6 +95,17 @@ class TrainingJob(models.Model):
     learning_rate = models.FloatField()
     image_size = models.PositiveIntegerField()
     seed = models.IntegerField()
+    split_seed = models.IntegerField(
+        null=True, blank=True, help_text="Seed of the validation split; empty uses the seed."
+    )
+    ema_decay = models.FloatField(
+        null=True, blank=True, help_text="Decay per batch of a moving average of the weights; empty turns it off."
+    )
+    patience = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Epochs without a better validation macro-F1 before stopping; empty turns it off.",
+    )
 
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
     phase = models.CharField(max_length=20, choices=Phase.choices, default=Phase.WAITING)

@@ -20,6 +20,9 @@ def job_settings(job: TrainingJob) -> dict[str, Any]:
         "learning_rate": job.learning_rate,
         "image_size": job.image_size,
         "seed": job.seed,
+        "split_seed": job.split_seed,
+        "ema_decay": job.ema_decay,
+        "patience": job.patience,
     }
 
 

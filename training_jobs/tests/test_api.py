@@ -57,6 +57,34 @@ def test_create_returns_201_with_defaults(staff_client, dataset, sent, django_ca
     assert sent == [body["id"]]
 
 
+def test_create_accepts_optional_settings(staff_client, dataset, sent):
+    response = staff_client.post(
+        "/api/v1/training-jobs/",
+        {"dataset": dataset.pk, "split_seed": 1, "ema_decay": 0.998, "patience": None},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 201, response.content
+    config = response.json()["config"]
+    assert config["split_seed"] == 1
+    assert config["ema_decay"] == 0.998
+    assert config["patience"] is None
+
+
+def test_create_rejects_invalid_optional_settings(staff_client, dataset, sent):
+    response = staff_client.post(
+        "/api/v1/training-jobs/",
+        {"dataset": dataset.pk, "ema_decay": 1.5, "patience": 0},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400
+    fields = response.json()["error"]["fields"]
+    assert "ema_decay must be above 0 and below 1" in fields["ema_decay"][0]
+    assert "patience must be a whole number from 1 to 1000" in fields["patience"][0]
+    assert not TrainingJob.objects.exists()
+
+
 def test_create_rejects_invalid_value_naming_field(staff_client, dataset, sent):
     response = staff_client.post(
         "/api/v1/training-jobs/", {"dataset": dataset.pk, "batch_size": 1}, content_type="application/json"

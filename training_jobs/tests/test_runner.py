@@ -39,6 +39,24 @@ def test_run_job_trains_and_stores_results(make_job):
     assert "epoch 1/1" in job.log_tail
 
 
+def test_build_config_passes_optional_settings(make_job):
+    config = runner.build_config(make_job(seed=5, split_seed=1, ema_decay=0.99, patience=2))
+
+    assert config.seed == 5
+    assert config.split_seed == 1
+    assert config.effective_split_seed == 1
+    assert config.ema_decay == 0.99
+    assert config.patience == 2
+
+
+def test_build_config_leaves_optional_settings_off(make_job):
+    config = runner.build_config(make_job(seed=5))
+
+    assert config.effective_split_seed == 5
+    assert config.ema_decay is None
+    assert config.patience is None
+
+
 def test_run_job_skips_job_claimed_elsewhere(make_job, monkeypatch):
     job = make_job()
     services.training_job_claim(job_id=job.pk, worker="worker-a")

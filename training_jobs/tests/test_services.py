@@ -86,7 +86,21 @@ def test_create_takes_default_model_settings(dataset, django_capture_on_commit_c
     assert job.backbone == defaults["backbone"] == "efficientnet_lite2"
     assert job.epochs == defaults["epochs"]
     assert job.mode == "finetune"
+    assert job.split_seed is None
+    assert job.ema_decay is None
+    assert job.patience is None
     assert sent == [job.pk]
+
+
+def test_create_stores_optional_settings(dataset, monkeypatch):
+    monkeypatch.setattr(services, "training_job_enqueue", lambda job_id: None)
+
+    job = services.training_job_create(dataset=dataset, split_seed=1, ema_decay=0.998, patience=3)
+
+    job.refresh_from_db()
+    assert job.split_seed == 1
+    assert job.ema_decay == 0.998
+    assert job.patience == 3
 
 
 def test_create_sends_message_only_after_commit(dataset, django_capture_on_commit_callbacks, monkeypatch):
@@ -112,6 +126,11 @@ def test_create_sends_message_only_after_commit(dataset, django_capture_on_commi
         ({"backbone": "resnet50"}, "backbone"),
         ({"backbone": "resnet50", "weights_file": "/nonexistent/weights.safetensors"}, "weights_file"),
         ({"seed": -1}, "seed"),
+        ({"split_seed": -1}, "split_seed"),
+        ({"ema_decay": 1.0}, "ema_decay"),
+        ({"ema_decay": 0.0}, "ema_decay"),
+        ({"ema_decay": float("nan")}, "ema_decay"),
+        ({"patience": 0}, "patience"),
         ({"colour": "red"}, "colour"),
     ],
 )

@@ -337,6 +337,46 @@ def test_admin_form_shows_every_invalid_field(staff_client, dataset, monkeypatch
     assert not TrainingJob.objects.exists()
 
 
+def test_admin_form_takes_optional_settings(staff_client, dataset, monkeypatch):
+    monkeypatch.setattr(services, "training_job_enqueue", lambda job_id: None)
+    form = staff_client.get("/admin/training_jobs/trainingjob/add/").content.decode()
+    assert 'name="ema_decay"' in form
+    assert 'name="split_seed"' in form
+    assert 'name="patience"' in form
+    settings = {
+        "dataset": dataset.pk,
+        "backbone": "efficientnet_lite0",
+        "mode": "finetune",
+        "epochs": 2,
+        "batch_size": 8,
+        "learning_rate": 0.001,
+        "image_size": 64,
+        "seed": 3,
+    }
+
+    rejected = staff_client.post(
+        "/admin/training_jobs/trainingjob/add/", settings | {"ema_decay": "1", "patience": "0", "split_seed": "-2"}
+    )
+    staff_client.post("/admin/training_jobs/trainingjob/add/", settings | {"ema_decay": "0.998", "split_seed": "1"})
+
+    errors = rejected.context["adminform"].form.errors
+    assert set(errors) == {"ema_decay", "patience", "split_seed"}
+    job = TrainingJob.objects.get()
+    assert (job.seed, job.split_seed, job.ema_decay, job.patience) == (3, 1, 0.998, None)
+
+
+def test_job_page_shows_optional_settings(staff_client, make_job):
+    off = staff_client.get(f"/training/jobs/{make_job(seed=4).pk}/").content.decode()
+    on = staff_client.get(f"/training/jobs/{make_job(split_seed=1, ema_decay=0.998, patience=3).pk}/").content.decode()
+
+    assert "<td>4 (the seed)</td>" in off
+    assert "<th>Weight moving average</th><td>off</td>" in off
+    assert "<th>Early stopping</th><td>off</td>" in off
+    assert "<th>Validation split seed</th><td>1</td>" in on
+    assert "decay 0.998 per batch" in on
+    assert "after 3 epochs without improvement" in on
+
+
 def test_admin_form_reports_parse_and_rule_errors(staff_client, dataset, monkeypatch):
     monkeypatch.setattr(services, "training_job_enqueue", lambda job_id: pytest.fail("nothing may be sent"))
 
