@@ -54,13 +54,32 @@ class PredictionInline(admin.TabularInline):
 
 @admin.register(Upload)
 class UploadAdmin(admin.ModelAdmin):
-    list_display = ["id", "preview", "original_name", "owner", "status", "label", "is_hidden", "created"]
-    list_filter = ["is_hidden", "latest_prediction__status", "latest_prediction__label"]
+    list_display = [
+        "id",
+        "preview",
+        "original_name",
+        "owner",
+        "status",
+        "label",
+        "verified_label",
+        "is_hidden",
+        "created",
+    ]
+    list_filter = ["is_hidden", "latest_prediction__status", "latest_prediction__label", "verified_label"]
     search_fields = ["original_name", "stored_image__sha256"]
     list_select_related = ["stored_image", "owner", "latest_prediction"]
-    readonly_fields = ["stored_image", "owner", "original_name", "latest_prediction", "created"]
+    readonly_fields = [
+        "stored_image",
+        "owner",
+        "original_name",
+        "latest_prediction",
+        "created",
+        "verified_label",
+        "verified_by",
+        "verified_at",
+    ]
     inlines = [PredictionInline]
-    actions = ["hide", "show", "predict_again"]
+    actions = ["hide", "show", "predict_again", "confirm_predicted_label"]
 
     @admin.display(description="Image")
     def preview(self, upload: Upload) -> str:
@@ -82,6 +101,28 @@ class UploadAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset) -> None:
         for upload in queryset:
             services.upload_delete(upload)
+
+    @admin.action(description="Confirm the predicted label of the selected images")
+    def confirm_predicted_label(self, request, queryset):
+        confirmed = 0
+        for upload in queryset.select_related("latest_prediction"):
+            prediction = upload.latest_prediction
+            if prediction is None or prediction.status != Prediction.Status.DONE:
+                continue
+            try:
+                services.upload_set_verified_label(upload, label=prediction.label, user=request.user)
+            except services.InvalidLabel as error:
+                self.message_user(request, f"Image {upload.pk}: {error}", messages.WARNING)
+                continue
+            confirmed += 1
+        skipped = queryset.count() - confirmed
+        message = f"{confirmed} label{'s' if confirmed != 1 else ''} confirmed."
+        if skipped:
+            message += (
+                f" {skipped} image{'s' if skipped != 1 else ''} skipped: no finished prediction, "
+                "or its label is not a class of the active model."
+            )
+        self.message_user(request, message)
 
     @admin.action(description="Hide the selected images from the gallery")
     def hide(self, request, queryset):

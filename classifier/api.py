@@ -80,6 +80,9 @@ class ImageOutput(serializers.Serializer):
     original_url = serializers.SerializerMethodField(
         help_text="The uploaded file, metadata included; null unless the uploader or staff asks."
     )
+    verified_label = serializers.SerializerMethodField(
+        help_text="The element staff confirmed for this photo; null until someone checks it."
+    )
     width = serializers.IntegerField(source="stored_image.width")
     height = serializers.IntegerField(source="stored_image.height")
     created = serializers.DateTimeField()
@@ -105,6 +108,9 @@ class ImageOutput(serializers.Serializer):
         if prediction is None or prediction.status != Prediction.Status.FAILED:
             return None
         return prediction.error
+
+    def get_verified_label(self, upload: Upload) -> str | None:
+        return upload.verified_label or None
 
     def get_url(self, upload: Upload) -> str:
         return self._absolute(reverse("api-v1:image-detail", args=[upload.pk]))
@@ -383,6 +389,35 @@ class ImageHideApi(APIView):
             return error_response("not_found", f"Image {upload_id} not found.", status.HTTP_404_NOT_FOUND)
 
         services.upload_set_hidden(upload, hidden=serializer.validated_data["hidden"])
+        return Response(ImageOutput(upload, context={"request": request}).data)
+
+
+class ImageLabelApi(APIView):
+    """Record the element staff confirmed for an image; null or an empty label clears it (staff only)."""
+
+    permission_classes = [IsStaff]
+
+    class Input(serializers.Serializer):
+        class Meta:
+            ref_name = "ImageLabel"
+
+        label = serializers.CharField(allow_null=True, allow_blank=True, max_length=100)
+
+    @extend_schema(operation_id="images_label", request=Input, responses=ImageOutput)
+    def post(self, request, upload_id: int):
+        serializer = self.Input(data=request.data)
+        serializer.is_valid(raise_exception=True)
+
+        upload = selectors.upload_get_for_user(upload_id, request.user)
+        if upload is None:
+            return error_response("not_found", f"Image {upload_id} not found.", status.HTTP_404_NOT_FOUND)
+
+        try:
+            services.upload_set_verified_label(
+                upload, label=serializer.validated_data["label"] or "", user=request.user
+            )
+        except services.InvalidLabel as error:
+            return error_response("invalid_label", str(error), status.HTTP_400_BAD_REQUEST)
         return Response(ImageOutput(upload, context={"request": request}).data)
 
 

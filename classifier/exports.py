@@ -32,7 +32,7 @@ def upload_csv_rows(
     writer = csv.writer(_Echo())
     header = ["id"] + (["file"] if include_file_names else []) + [
         "uploaded_at", "width", "height", "status", "label", "confidence", "model_version", "predicted_at", "error",
-        "page_url", "image_url",
+        "verified_label", "page_url", "image_url",
     ]  # fmt: skip
     yield writer.writerow(header + [f"p_{name}" for name in class_names])
 
@@ -50,6 +50,7 @@ def upload_csv_rows(
             prediction.model_version.version if done and prediction.model_version else "",
             prediction.finished_at.isoformat() if done and prediction.finished_at else "",
             prediction.error if prediction and prediction.status == Prediction.Status.FAILED else "",
+            upload.verified_label,
             build_url(reverse("classifier:detail", args=[upload.pk])),
             build_url(reverse("classifier:display-file", args=[upload.pk])),
         ]  # fmt: skip

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Count, F, Q, QuerySet
 
-from classifier.models import ModelVersion, Upload
+from classifier.models import ModelVersion, Prediction, Upload
 
 
 def _upload_queryset() -> QuerySet[Upload]:
@@ -76,3 +76,28 @@ def class_names() -> list[str]:
     from ml.data import AHE_CLASSES
 
     return list(AHE_CLASSES)
+
+
+def verified_agreement() -> list[dict]:
+    """Return, per model version, how many staff-checked photos it predicted and how many it got right.
+
+    Only each photo's latest finished prediction counts, hidden photos
+    included. Rows are sorted by version, the active one first.
+    """
+    rows = (
+        Upload.objects.exclude(verified_label="")
+        .filter(latest_prediction__status=Prediction.Status.DONE)
+        .values("latest_prediction__model_version__version", "latest_prediction__model_version__is_active")
+        .annotate(checked=Count("pk"), agreed=Count("pk", filter=Q(latest_prediction__label=F("verified_label"))))
+    )
+    result = [
+        {
+            "version": row["latest_prediction__model_version__version"] or "",
+            "is_active": bool(row["latest_prediction__model_version__is_active"]),
+            "checked": row["checked"],
+            "agreed": row["agreed"],
+            "accuracy": row["agreed"] / row["checked"],
+        }
+        for row in rows
+    ]
+    return sorted(result, key=lambda row: (not row["is_active"], row["version"]))

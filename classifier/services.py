@@ -18,6 +18,7 @@ from django.utils import timezone
 from kombu.exceptions import KombuError
 
 import ml
+from classifier import selectors
 from classifier.imaging import EXTENSIONS, ImageRejected, encode_jpeg_copy, inspect_image
 from classifier.models import ModelVersion, Prediction, StoredImage, Upload
 
@@ -251,6 +252,29 @@ def _storage_delete(names: list[str]) -> None:
         except OSError as error:
             # The rows are gone already, so a file left behind only costs space.
             logger.warning("could not delete stored file %s: %s", name, error)
+
+
+class InvalidLabel(ValueError):
+    """A label that is not one of the active model's classes."""
+
+
+def upload_set_verified_label(upload: Upload, *, label: str, user) -> Upload:
+    """Record the element a staff member confirmed for ``upload``; an empty label clears it.
+
+    Raises InvalidLabel unless ``label`` is one of the active model's classes.
+    """
+    label = label.strip()
+    names = selectors.class_names()
+    if label and label not in names:
+        logger.info("label %r for upload %s rejected: not a class of the active model", label, upload.pk)
+        raise InvalidLabel(f"label {label!r} is not a class of the active model. Use one of: {', '.join(names)}.")
+
+    verified_at = timezone.now() if label else None
+    verified_by = user if label else None
+    Upload.objects.filter(pk=upload.pk).update(verified_label=label, verified_by=verified_by, verified_at=verified_at)
+    upload.verified_label, upload.verified_by, upload.verified_at = label, verified_by, verified_at
+    logger.info("upload %s verified label set to %r by user %s", upload.pk, label, getattr(user, "pk", None))
+    return upload
 
 
 def upload_set_hidden(upload: Upload, *, hidden: bool) -> Upload:

@@ -11,6 +11,7 @@ urlpatterns = [
     path("gallery/export.csv", views.gallery_export, name="gallery-export"),
     path("images/<int:upload_id>/", views.detail, name="detail"),
     path("images/<int:upload_id>/hide/", views.detail_set_hidden, name="set-hidden"),
+    path("images/<int:upload_id>/label/", views.detail_set_label, name="set-label"),
     path("images/<int:upload_id>/delete/", views.detail_delete, name="delete"),
     path("images/<int:upload_id>/predict/", views.detail_predict, name="predict"),
     path("images/<int:upload_id>/display.jpg", views.display_file, name="display-file"),

@@ -165,6 +165,7 @@ def detail(request: HttpRequest, upload_id: int) -> HttpResponse:
             "prediction": prediction,
             "probabilities": probabilities,
             "can_see_original": selectors.can_see_private(user, upload),
+            "class_names": selectors.class_names() if user.is_staff else [],
         },
     )
 
@@ -191,6 +192,21 @@ def detail_set_hidden(request: HttpRequest, upload_id: int) -> HttpResponse:
     hidden = request.POST.get("hidden") == "1"
     services.upload_set_hidden(upload, hidden=hidden)
     messages.success(request, "The image is hidden from the gallery." if hidden else "The image is visible again.")
+    return redirect("classifier:detail", upload_id=upload.pk)
+
+
+@staff_member_required
+@require_POST
+def detail_set_label(request: HttpRequest, upload_id: int) -> HttpResponse:
+    upload = _upload_or_404(upload_id, request.user)
+    try:
+        services.upload_set_verified_label(upload, label=request.POST.get("label", ""), user=request.user)
+    except services.InvalidLabel as error:
+        messages.error(request, f"The label was not saved: {error}")
+    else:
+        messages.success(
+            request, "The label is saved." if upload.verified_label else "The photo is marked as not checked."
+        )
     return redirect("classifier:detail", upload_id=upload.pk)
 
 

@@ -19,6 +19,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from classifier import selectors as classifier_selectors
 from heritage_site.api import request_user
 from training_jobs import presenters, selectors, services
 from training_jobs.models import ClassMetric, TrainingJob
@@ -55,6 +56,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "succeeded": [job for job in jobs if job.status == TrainingJob.Status.SUCCEEDED],
         "references": REFERENCES,
         "served": served,
+        "checked": classifier_selectors.verified_agreement(),
         "served_rows": _class_rows(served["test"]) if served else [],
         "served_heatmap": _heatmap(served["test"]) if served else None,
     }

@@ -397,3 +397,40 @@ def test_staff_delete_anonymous_upload(staff_client, anonymous):
 
     assert staff_client.delete(f"{IMAGES_URL}{upload.pk}/").status_code == 204
     assert not Upload.objects.filter(pk=upload.pk).exists()
+
+
+def test_label_requires_staff_and_a_known_class(anonymous, member_client, staff_client):
+    upload = _uploaded(label="apse")
+    url = f"{IMAGES_URL}{upload.pk}/label/"
+
+    assert anonymous.post(url, {"label": "apse"}).status_code == 401
+    assert member_client.post(url, {"label": "apse"}).status_code == 403
+    unknown = staff_client.post(url, {"label": "chapel"}, format="json")
+    saved = staff_client.post(url, {"label": "vault"}, format="json")
+
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["code"] == "invalid_label"
+    assert "'chapel' is not a class of the active model" in unknown.json()["error"]["message"]
+    assert saved.status_code == 200
+    assert saved.json()["verified_label"] == "vault"
+    assert saved.json()["prediction"]["label"] == "apse"
+    assert anonymous.get(f"{IMAGES_URL}{upload.pk}/").json()["verified_label"] == "vault"
+
+
+def test_label_null_clears_it(staff_client):
+    upload = _uploaded(label="apse")
+    url = f"{IMAGES_URL}{upload.pk}/label/"
+    staff_client.post(url, {"label": "apse"}, format="json")
+
+    response = staff_client.post(url, {"label": None}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["verified_label"] is None
+    assert Upload.objects.get(pk=upload.pk).verified_label == ""
+
+
+def test_label_of_missing_image_is_404(staff_client):
+    response = staff_client.post(f"{IMAGES_URL}999999/label/", {"label": "apse"}, format="json")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"

@@ -152,3 +152,32 @@ def test_upload_page_sends_more_files_than_form_limit(live_server, active_model,
     page.wait_for_function("document.querySelectorAll('.upload-item img[src]').length === 3", timeout=30_000)
     assert page.locator(".upload-item").count() == 3
     assert page.locator(".status-rejected").count() == 0
+
+
+def test_staff_confirms_then_corrects_label(live_server, active_model, browser, django_user_model):
+    from classifier import services
+    from classifier.models import Prediction, Upload
+
+    django_user_model.objects.create_user("curator", password="curator-password", is_staff=True)
+    upload = services.upload_create(name="nave.jpg", data=make_image_bytes("JPEG", (72, 50)))
+    Prediction.objects.filter(pk=upload.latest_prediction_id).update(
+        status=Prediction.Status.DONE, label="apse", probabilities={"apse": 0.8, "vault": 0.2}
+    )
+    page = browser.new_page()
+
+    page.goto(f"{live_server.url}/accounts/login/?next=/images/{upload.pk}/")
+    page.fill("#id_username", "curator")
+    page.fill("#id_password", "curator-password")
+    page.click("button:has-text('Log in')")
+    page.wait_for_url(f"**/images/{upload.pk}/")
+    page.click("button:has-text('Confirm apse')")
+    page.wait_for_selector("#verified-label")
+    confirmed = page.inner_text("#verified-label")
+    page.select_option("#verified-label-select", "vault")
+    page.click("button:has-text('Save label')")
+    page.wait_for_selector("#verified-label:has-text('vault')")
+
+    assert confirmed == "Checked by staff: apse, as predicted."
+    assert page.inner_text("#verified-label") == "Checked by staff: vault, not the predicted apse."
+    assert page.locator("button:has-text('Confirm apse')").count() == 0
+    assert Upload.objects.get(pk=upload.pk).verified_label == "vault"

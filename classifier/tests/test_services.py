@@ -10,7 +10,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from PIL import Image
 
-from classifier import services
+from classifier import selectors, services
 from classifier.imaging import EXTENSIONS, ImageRejected
 from classifier.models import ModelVersion, Prediction, StoredImage, Upload
 from conftest import make_image_bytes
@@ -342,3 +342,50 @@ def test_ensure_default_picks_up_recorded_scores(tmp_path, settings):
 
     registered.refresh_from_db()
     assert registered.metrics["test"] == {"accuracy": 0.97, "macro_f1": 0.96}
+
+
+def test_verified_label_set_and_cleared(admin_user, jpeg_bytes):
+    upload = services.upload_create(name="a.jpg", data=jpeg_bytes)
+
+    services.upload_set_verified_label(upload, label=" apse ", user=admin_user)
+    stored = Upload.objects.get(pk=upload.pk)
+    assert stored.verified_label == "apse"
+    assert stored.verified_by == admin_user
+    assert stored.verified_at is not None
+
+    services.upload_set_verified_label(upload, label="", user=admin_user)
+    cleared = Upload.objects.get(pk=upload.pk)
+    assert cleared.verified_label == ""
+    assert cleared.verified_by is None
+    assert cleared.verified_at is None
+
+
+def test_verified_label_rejects_unknown_class(admin_user, jpeg_bytes):
+    upload = services.upload_create(name="a.jpg", data=jpeg_bytes)
+
+    with pytest.raises(services.InvalidLabel) as error:
+        services.upload_set_verified_label(upload, label="chapel", user=admin_user)
+
+    assert "label 'chapel' is not a class of the active model. Use one of: altar" in str(error.value)
+    assert "altar" in str(error.value)
+    assert Upload.objects.get(pk=upload.pk).verified_label == ""
+
+
+def test_verified_agreement_counts_per_version(admin_user, active_model):
+    labels = [("apse", "apse"), ("apse", "vault"), ("altar", "altar")]
+    for index, (predicted, checked) in enumerate(labels):
+        upload = services.upload_create(name=f"{index}.png", data=make_image_bytes("PNG", (40 + index, 30)))
+        Prediction.objects.filter(pk=upload.latest_prediction_id).update(
+            status=Prediction.Status.DONE, label=predicted, model_version=active_model
+        )
+        services.upload_set_verified_label(upload, label=checked, user=admin_user)
+    services.upload_create(name="unchecked.png", data=make_image_bytes("PNG", (50, 30)))
+
+    rows = selectors.verified_agreement()
+
+    assert len(rows) == 1
+    assert rows[0]["version"] == active_model.version
+    assert rows[0]["is_active"] is True
+    assert rows[0]["checked"] == 3
+    assert rows[0]["agreed"] == 2
+    assert rows[0]["accuracy"] == pytest.approx(2 / 3)

@@ -425,3 +425,51 @@ def test_admin_model_version_scores_column(metrics, shown):
     column = ModelVersionAdmin(ModelVersion, admin.site)
 
     assert column.scores(ModelVersion(metrics=metrics)) == shown
+
+
+def test_staff_confirms_and_corrects_label(client, owner_client, admin_client):
+    upload = _done(services.upload_create(name="a.jpg", data=make_image_bytes(size=(35, 20))))
+
+    page = admin_client.get(f"/images/{upload.pk}/").content.decode()
+    assert "Confirm apse</button>" in page
+    assert owner_client.post(f"/images/{upload.pk}/label/", {"label": "apse"}).status_code == 302
+    assert Upload.objects.get(pk=upload.pk).verified_label == ""
+
+    admin_client.post(f"/images/{upload.pk}/label/", {"label": "apse"})
+    confirmed = client.get(f"/images/{upload.pk}/").content.decode()
+    admin_client.post(f"/images/{upload.pk}/label/", {"label": "vault"})
+    corrected = client.get(f"/images/{upload.pk}/").content.decode()
+    rejected = admin_client.post(f"/images/{upload.pk}/label/", {"label": "chapel"}, follow=True).content.decode()
+
+    assert "Checked by staff: <strong>apse</strong>, as predicted." in confirmed
+    assert "Checked by staff: <strong>vault</strong>, not the predicted apse." in corrected
+    assert "The label was not saved: label &#x27;chapel&#x27; is not a class of the active model" in rejected
+    assert Upload.objects.get(pk=upload.pk).verified_label == "vault"
+    assert 'name="label"' not in client.get(f"/images/{upload.pk}/").content.decode()
+
+
+def test_gallery_export_has_verified_label(client, admin_user):
+    checked = _done(services.upload_create(name="a.jpg", data=make_image_bytes(size=(36, 20))))
+    unchecked = _done(services.upload_create(name="b.jpg", data=make_image_bytes(size=(37, 20))))
+    services.upload_set_verified_label(checked, label="vault", user=admin_user)
+
+    rows = {int(row["id"]): row for row in _csv(client.get("/gallery/export.csv"))}
+
+    assert rows[checked.pk]["verified_label"] == "vault"
+    assert rows[checked.pk]["label"] == "apse"
+    assert rows[unchecked.pk]["verified_label"] == ""
+
+
+def test_admin_confirms_predicted_labels(admin_client):
+    done = _done(services.upload_create(name="a.jpg", data=make_image_bytes(size=(38, 20))))
+    pending = services.upload_create(name="b.jpg", data=make_image_bytes(size=(39, 20)))
+
+    response = admin_client.post(
+        "/admin/classifier/upload/",
+        {"action": "confirm_predicted_label", "_selected_action": [done.pk, pending.pk]},
+        follow=True,
+    )
+
+    assert "1 label confirmed. 1 image skipped" in response.content.decode()
+    assert Upload.objects.get(pk=done.pk).verified_label == "apse"
+    assert Upload.objects.get(pk=pending.pk).verified_label == ""

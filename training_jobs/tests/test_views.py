@@ -21,6 +21,27 @@ def test_dashboard_lists_succeeded_jobs_publicly(anonymous_client, succeeded_job
     assert "Paper: ResNet" in page
 
 
+def test_dashboard_shows_checked_uploads(anonymous_client, admin_user):
+    from classifier import services as classifier_services
+    from classifier.models import Prediction
+    from conftest import make_image_bytes
+
+    empty = anonymous_client.get("/training/").content.decode()
+    active = classifier_services.model_version_ensure_default()
+    for index, checked in enumerate(["altar", "apse"]):
+        upload = classifier_services.upload_create(name=f"{index}.png", data=make_image_bytes("PNG", (40 + index, 30)))
+        Prediction.objects.filter(pk=upload.latest_prediction_id).update(
+            status=Prediction.Status.DONE, label="altar", model_version=active
+        )
+        classifier_services.upload_set_verified_label(upload, label=checked, user=admin_user)
+
+    page = anonymous_client.get("/training/").content.decode()
+
+    assert 'id="checked-table"' not in empty
+    assert 'id="checked-table"' in page
+    assert f'{active.version} <span class="badge">active</span></td><td>2</td><td>1</td><td>0.500</td>' in page
+
+
 def test_job_page_shows_results(anonymous_client, ahe_test_counts, succeeded_job):
     response = anonymous_client.get(f"/training/jobs/{succeeded_job.pk}/")
 
