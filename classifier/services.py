@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
+import shutil
+import tempfile
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -425,3 +428,93 @@ def predictions_queue_pending() -> int:
     if pending_ids:
         logger.info("queued %d of %d pending predictions", sent, len(pending_ids))
     return sent
+
+
+# Checked photos as a training dataset
+
+
+class CheckedExportError(ValueError):
+    """A checked-photo export that cannot start, with the reason for the user."""
+
+
+def checked_photos_export(
+    folder: str | Path, *, test_fraction: float = 0.2, seed: int = 0, include_hidden: bool = False
+) -> dict:
+    """Write the photos staff have checked as a dataset folder with train/<class>/ and test/<class>/.
+
+    Each photo's metadata-free display copy is written as ``<upload id>.jpg``.
+    Every class is split on its own with a seeded shuffle, and a class with
+    two or more photos puts at least one in each split. Uploads of the same
+    bytes count once, and bytes checked as two different classes are left
+    out. The folder is filled under a temporary name and renamed at the end,
+    so a failed export leaves nothing half written.
+
+    Returns ``{"folder", "counts": {split: {class: n}}, "skipped": [message, ...]}``.
+    Raises CheckedExportError when the folder is not empty, the fraction is
+    not above 0 and at most 0.9, or no photo qualifies.
+    """
+    folder = Path(folder).expanduser().resolve()
+    if not 0 < test_fraction <= 0.9:
+        raise CheckedExportError(f"test fraction must be above 0 and at most 0.9, not {test_fraction}.")
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise CheckedExportError(f"{folder} already exists and is not an empty folder. Name a new folder.")
+
+    uploads = Upload.objects.exclude(verified_label="").select_related("stored_image").order_by("pk")
+    if not include_hidden:
+        uploads = uploads.filter(is_hidden=False)
+    by_content: dict[int, list[Upload]] = {}
+    for upload in uploads:
+        by_content.setdefault(upload.stored_image_id, []).append(upload)
+
+    skipped: list[str] = []
+    by_class: dict[str, list[Upload]] = {}
+    for copies in by_content.values():
+        labels = sorted({upload.verified_label for upload in copies})
+        if len(labels) > 1:
+            ids = ", ".join(str(upload.pk) for upload in copies)
+            skipped.append(f"uploads {ids} have the same bytes but different checked labels ({', '.join(labels)})")
+            continue
+        by_class.setdefault(labels[0], []).append(copies[0])
+    if not by_class:
+        raise CheckedExportError(
+            "no checked photo to export. Check photos on their pages first. Hidden photos count only when included."
+        )
+
+    rng = random.Random(seed)
+    splits: dict[str, dict[str, list[Upload]]] = {"train": {}, "test": {}}
+    for label in sorted(by_class):
+        photos = by_class[label]
+        rng.shuffle(photos)
+        test_count = 0 if len(photos) < 2 else min(max(round(len(photos) * test_fraction), 1), len(photos) - 1)
+        splits["test"][label] = photos[:test_count]
+        splits["train"][label] = photos[test_count:]
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for split, classes in splits.items():
+            for label, photos in classes.items():
+                class_folder = staging / split / label
+                class_folder.mkdir(parents=True)
+                for upload in list(photos):
+                    try:
+                        with default_storage.open(upload.stored_image.display.name, "rb") as source:
+                            (class_folder / f"{upload.pk}.jpg").write_bytes(source.read())
+                    except FileNotFoundError:
+                        logger.warning(
+                            "checked upload %s left out of the export: its display file is missing", upload.pk
+                        )
+                        skipped.append(
+                            f"upload {upload.pk}: its display file {upload.stored_image.display.name} is missing"
+                        )
+                        photos.remove(upload)
+        if folder.exists():
+            folder.rmdir()
+        staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+    counts = {split: {label: len(photos) for label, photos in classes.items()} for split, classes in splits.items()}
+    logger.info("exported checked photos to %s: %s", folder, counts)
+    return {"folder": folder, "counts": counts, "skipped": skipped}

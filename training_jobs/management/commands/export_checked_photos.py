@@ -1,0 +1,61 @@
+"""Write the photos staff have checked as a dataset folder, ready for training jobs."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from classifier import services as classifier_services
+from training_jobs import services
+
+
+class Command(BaseCommand):
+    help = (
+        "Write the display copies of the uploads whose element staff checked into FOLDER/train/<class>/ and "
+        "FOLDER/test/<class>/, split per class with a seed. With --register the folder also becomes a dataset "
+        "for training jobs."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("folder", help="New or empty folder on this server.")
+        parser.add_argument(
+            "--test-fraction", type=float, default=0.2, help="Share of each class for test/ (default 0.2)."
+        )
+        parser.add_argument("--seed", type=int, default=0, help="Seed of the train/test split (default 0).")
+        parser.add_argument("--include-hidden", action="store_true", help="Also export photos hidden from the gallery.")
+        parser.add_argument("--register", action="store_true", help="Register the folder as a dataset afterwards.")
+
+    def handle(
+        self, *args, folder: str, test_fraction: float, seed: int, include_hidden: bool, register: bool, **options
+    ):
+        try:
+            result = classifier_services.checked_photos_export(
+                folder, test_fraction=test_fraction, seed=seed, include_hidden=include_hidden
+            )
+        except classifier_services.CheckedExportError as error:
+            raise CommandError(str(error)) from error
+
+        counts = result["counts"]
+        self.stdout.write(f"Exported to {result['folder']}")
+        self.stdout.write(f"{'class':<20} {'train':>7} {'test':>7}")
+        for label in sorted(counts["train"]):
+            self.stdout.write(f"{label:<20} {counts['train'][label]:>7} {counts['test'][label]:>7}")
+        for message in result["skipped"]:
+            self.stdout.write(self.style.WARNING(f"Skipped: {message}"))
+        too_small = sorted(label for label in counts["test"] if counts["test"][label] == 0)
+        if too_small:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Classes with a single photo, so none in test/: {', '.join(too_small)}. "
+                    "Check more photos of them before training."
+                )
+            )
+        if not register:
+            self.stdout.write(f"Register it with: manage.py import_dataset {result['folder']}")
+            return
+
+        try:
+            dataset = services.dataset_register(path=result["folder"])
+        except services.InvalidDataset as error:
+            raise CommandError(str(error)) from error
+        state = "ready for training jobs" if dataset.is_complete else "not ready: a class lacks images in one split"
+        self.stdout.write(self.style.SUCCESS(f"Registered as dataset {dataset.pk} {dataset.name!r}, {state}."))
