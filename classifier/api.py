@@ -200,6 +200,7 @@ class ImageCollectionApi(APIView):
     class ListFilter(serializers.Serializer):
         label = serializers.CharField(required=False, allow_blank=True)
         mine = serializers.BooleanField(required=False, default=False)
+        checked = serializers.BooleanField(required=False, allow_null=True, default=None)
 
         def validate_label(self, value: str) -> str:
             names = selectors.class_names()
@@ -231,6 +232,9 @@ class ImageCollectionApi(APIView):
             OpenApiParameter(
                 "mine", bool, description="Only the requester's own uploads, hidden ones included (login or token)."
             ),
+            OpenApiParameter(
+                "checked", bool, description="true: only images whose element staff checked; false: only the others."
+            ),
             OpenApiParameter("page", int, description="Page number, from 1."),
         ],
         responses=ImageOutput(many=True),
@@ -240,12 +244,13 @@ class ImageCollectionApi(APIView):
         filters.is_valid(raise_exception=True)
 
         label = filters.validated_data.get("label") or None
+        checked = filters.validated_data["checked"]
         if filters.validated_data["mine"]:
             if not request.user.is_authenticated:
                 raise NotAuthenticated("mine=true lists your own uploads: log in or send an API token.")
-            uploads = selectors.upload_list_for_owner(request.user, label=label)
+            uploads = selectors.upload_list_for_owner(request.user, label=label, checked=checked)
         else:
-            uploads = selectors.upload_list_public(label=label)
+            uploads = selectors.upload_list_public(label=label, checked=checked)
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(uploads, request, view=self)
         return paginator.get_paginated_response(ImageOutput(page, many=True, context={"request": request}).data)

@@ -58,6 +58,10 @@ class UploadQuerySet(models.QuerySet):
     def with_label(self, label: str) -> UploadQuerySet:
         return self.filter(latest_prediction__status=Prediction.Status.DONE, latest_prediction__label=label)
 
+    def checked(self, checked: bool) -> UploadQuerySet:
+        """Keep the uploads whose element staff confirmed (True) or not yet (False)."""
+        return self.exclude(verified_label="") if checked else self.filter(verified_label="")
+
 
 class Upload(models.Model):
     """One photo uploaded by a visitor: what the gallery and the API call an image."""

@@ -18,20 +18,22 @@ def can_see_private(user, upload: Upload) -> bool:
     return user.is_staff or upload.owner_id == user.pk
 
 
-def upload_list_public(*, label: str | None = None) -> QuerySet[Upload]:
-    """Uploads for the public gallery, newest first, optionally with one predicted label."""
-    uploads = _upload_queryset().visible().newest_first()
+def _filtered(uploads: QuerySet[Upload], label: str | None, checked: bool | None) -> QuerySet[Upload]:
     if label:
         uploads = uploads.with_label(label)
+    if checked is not None:
+        uploads = uploads.checked(checked)
     return uploads
 
 
-def upload_list_for_owner(user, *, label: str | None = None) -> QuerySet[Upload]:
-    """Return a user's own uploads, hidden ones included, newest first, optionally with one predicted label."""
-    uploads = _upload_queryset().filter(owner_id=user.pk).newest_first()
-    if label:
-        uploads = uploads.with_label(label)
-    return uploads
+def upload_list_public(*, label: str | None = None, checked: bool | None = None) -> QuerySet[Upload]:
+    """Uploads for the public gallery, newest first, optionally with one predicted label or checked state."""
+    return _filtered(_upload_queryset().visible().newest_first(), label, checked)
+
+
+def upload_list_for_owner(user, *, label: str | None = None, checked: bool | None = None) -> QuerySet[Upload]:
+    """Return a user's own uploads, hidden ones included, newest first, optionally filtered as the gallery is."""
+    return _filtered(_upload_queryset().filter(owner_id=user.pk).newest_first(), label, checked)
 
 
 def upload_get_for_user(upload_id: int, user) -> Upload | None:

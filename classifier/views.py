@@ -83,13 +83,20 @@ def upload_results(request: HttpRequest) -> HttpResponse:
     return render(request, "classifier/results.html", {"uploads": uploads, "pending": pending})
 
 
-def _gallery_filters(request: HttpRequest, user, class_names: list[str]) -> tuple[str, bool]:
-    """Read the gallery's label and "my uploads" filters. Unknown values fall back to all photos."""
+# The gallery's "checked" filter values and what each keeps.
+CHECKED_FILTERS = {"yes": True, "no": False}
+
+
+def _gallery_filters(request: HttpRequest, user, class_names: list[str]) -> tuple[str, bool, str]:
+    """Read the gallery's label, "my uploads" and checked filters. Unknown values fall back to all photos."""
     label = request.GET.get("label", "")
     if label not in class_names:
         label = ""
     mine = _mine_requested(request) and user.is_authenticated
-    return label, mine
+    checked = request.GET.get("checked", "")
+    if checked not in CHECKED_FILTERS:
+        checked = ""
+    return label, mine, checked
 
 
 def _mine_requested(request: HttpRequest) -> bool:
@@ -97,23 +104,26 @@ def _mine_requested(request: HttpRequest) -> bool:
     return request.GET.get("mine", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _gallery_uploads(user, label: str, mine: bool):
+def _gallery_uploads(user, label: str, mine: bool, checked: str):
+    filters = {"label": label or None, "checked": CHECKED_FILTERS.get(checked)}
     if mine:
-        return selectors.upload_list_for_owner(user, label=label or None)
-    return selectors.upload_list_public(label=label or None)
+        return selectors.upload_list_for_owner(user, **filters)
+    return selectors.upload_list_public(**filters)
 
 
 @require_GET
 def gallery(request: HttpRequest) -> HttpResponse:
     class_names = selectors.class_names()
-    label, mine = _gallery_filters(request, request.user, class_names)
-    paginator = Paginator(_gallery_uploads(request.user, label, mine), settings.GALLERY_PAGE_SIZE)
+    label, mine, checked = _gallery_filters(request, request.user, class_names)
+    paginator = Paginator(_gallery_uploads(request.user, label, mine, checked), settings.GALLERY_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
-    query = urlencode({key: value for key, value in (("label", label), ("mine", "1" if mine else "")) if value})
+    filters = (("label", label), ("mine", "1" if mine else ""), ("checked", checked))
+    query = urlencode({key: value for key, value in filters if value})
     context = {
         "page": page,
         "label": label,
         "mine": mine,
+        "checked": checked,
         "mine_requested": _mine_requested(request),
         "unknown_label": "" if request.GET.get("label", "") == label else request.GET["label"],
         "query": query,
@@ -127,13 +137,13 @@ def gallery_export(request: HttpRequest) -> HttpResponse:
     """Stream the gallery, or with mine=1 the requester's own uploads, as CSV with every class probability."""
     user = request_user(request)
     class_names = selectors.class_names()
-    label, mine = _gallery_filters(request, user, class_names)
+    label, mine, checked = _gallery_filters(request, user, class_names)
     if _mine_requested(request) and not mine:
         return HttpResponse(
             "Log in, or send an API token, to export your own uploads.", status=403, content_type="text/plain"
         )
 
-    uploads = _gallery_uploads(user, label, mine).iterator(chunk_size=exports.CHUNK_SIZE)
+    uploads = _gallery_uploads(user, label, mine, checked).iterator(chunk_size=exports.CHUNK_SIZE)
     rows = exports.upload_csv_rows(uploads, class_names, build_url=request.build_absolute_uri, include_file_names=mine)
     response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
     name = "heritage-lens-my-uploads" if mine else "heritage-lens-gallery"

@@ -434,3 +434,17 @@ def test_label_of_missing_image_is_404(staff_client):
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def test_list_filters_checked_images(anonymous, admin_user):
+    checked = _uploaded(label="apse", size=(41, 30))
+    unchecked = _uploaded(label="apse", size=(42, 30))
+    services.upload_set_verified_label(checked, label="apse", user=admin_user)
+
+    only_checked = anonymous.get(IMAGES_URL, {"checked": "true"}).json()["results"]
+    only_unchecked = anonymous.get(IMAGES_URL, {"checked": "false"}).json()["results"]
+    invalid = anonymous.get(IMAGES_URL, {"checked": "maybe"})
+
+    assert [image["id"] for image in only_checked] == [checked.pk]
+    assert [image["id"] for image in only_unchecked] == [unchecked.pk]
+    assert invalid.status_code == 400

@@ -473,3 +473,24 @@ def test_admin_confirms_predicted_labels(admin_client):
     assert "1 label confirmed. 1 image skipped" in response.content.decode()
     assert Upload.objects.get(pk=done.pk).verified_label == "apse"
     assert Upload.objects.get(pk=pending.pk).verified_label == ""
+
+
+def test_gallery_filters_checked_photos(client, admin_user):
+    checked = _done(services.upload_create(name="a.jpg", data=make_image_bytes(size=(40, 21))))
+    unchecked = _done(services.upload_create(name="b.jpg", data=make_image_bytes(size=(41, 21))))
+    services.upload_set_verified_label(checked, label="apse", user=admin_user)
+
+    only_checked = client.get("/gallery/?checked=yes").content.decode()
+    only_unchecked = client.get("/gallery/?checked=no").content.decode()
+    unknown = client.get("/gallery/?checked=maybe").content.decode()
+    export = _csv(client.get("/gallery/export.csv?checked=no"))
+
+    assert f'href="/images/{checked.pk}/"' in only_checked
+    assert f'href="/images/{unchecked.pk}/"' not in only_checked
+    assert 'title="Checked by staff: apse"' in only_checked
+    assert f'href="/images/{unchecked.pk}/"' in only_unchecked
+    assert f'href="/images/{checked.pk}/"' not in only_unchecked
+    assert 'href="/gallery/export.csv?checked=no"' in only_unchecked
+    assert f'href="/images/{checked.pk}/"' in unknown
+    assert f'href="/images/{unchecked.pk}/"' in unknown
+    assert [int(row["id"]) for row in export] == [unchecked.pk]
