@@ -443,6 +443,7 @@ def test_staff_confirms_and_corrects_label(client, owner_client, admin_client):
 
     assert "Checked by staff: <strong>apse</strong>, as predicted." in confirmed
     assert "Checked by staff: <strong>vault</strong>, not the predicted apse." in corrected
+    assert f"<h1>Photo {upload.pk}: vault</h1>" in corrected
     assert "The label was not saved: label &#x27;chapel&#x27; is not a class of the active model" in rejected
     assert Upload.objects.get(pk=upload.pk).verified_label == "vault"
     assert 'name="label"' not in client.get(f"/images/{upload.pk}/").content.decode()
@@ -487,10 +488,19 @@ def test_gallery_filters_checked_photos(client, admin_user):
 
     assert f'href="/images/{checked.pk}/"' in only_checked
     assert f'href="/images/{unchecked.pk}/"' not in only_checked
-    assert 'title="Checked by staff: apse"' in only_checked
+    assert 'apse<span class="gallery-checked" title="Checked by staff"> ✓</span>' in only_checked
     assert f'href="/images/{unchecked.pk}/"' in only_unchecked
     assert f'href="/images/{checked.pk}/"' not in only_unchecked
     assert 'href="/gallery/export.csv?checked=no"' in only_unchecked
     assert f'href="/images/{checked.pk}/"' in unknown
     assert f'href="/images/{unchecked.pk}/"' in unknown
     assert [int(row["id"]) for row in export] == [unchecked.pk]
+
+
+def test_gallery_caption_shows_checked_label(client, admin_user):
+    corrected = _done(services.upload_create(name="a.jpg", data=make_image_bytes(size=(42, 21))))
+    services.upload_set_verified_label(corrected, label="vault", user=admin_user)
+
+    page = client.get("/gallery/").content.decode()
+
+    assert 'vault<span class="gallery-checked" title="Checked by staff; predicted apse"> ✓</span>' in page
