@@ -4,9 +4,29 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from classifier import services
+from classifier import selectors, services
 from classifier.models import ModelVersion, Prediction, StoredImage, Upload
+from classifier.templatetags.element_names import element_name
 from heritage_site.admin_display import short_path_html
+
+
+class CheckedLabelFilter(admin.SimpleListFilter):
+    """The staff-checked element, in words, with a "Not checked" choice."""
+
+    title = "checked label"
+    parameter_name = "checked_label"
+    NOT_CHECKED = "-"
+
+    def lookups(self, request, model_admin):
+        return [(self.NOT_CHECKED, "Not checked"), *((name, element_name(name)) for name in selectors.class_names())]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == self.NOT_CHECKED:
+            return queryset.filter(verified_label="")
+        if value:
+            return queryset.filter(verified_label=value)
+        return queryset
 
 
 @admin.register(ModelVersion)
@@ -65,7 +85,7 @@ class UploadAdmin(admin.ModelAdmin):
         "is_hidden",
         "created",
     ]
-    list_filter = ["is_hidden", "latest_prediction__status", "latest_prediction__label", "verified_label"]
+    list_filter = ["is_hidden", "latest_prediction__status", "latest_prediction__label", CheckedLabelFilter]
     search_fields = ["original_name", "stored_image__sha256"]
     list_select_related = ["stored_image", "owner", "latest_prediction"]
     readonly_fields = [
@@ -104,9 +124,13 @@ class UploadAdmin(admin.ModelAdmin):
 
     @admin.action(description="Confirm the predicted label of the selected images")
     def confirm_predicted_label(self, request, queryset):
-        confirmed = 0
+        confirmed = already_checked = 0
         for upload in queryset.select_related("latest_prediction"):
             prediction = upload.latest_prediction
+            if upload.verified_label:
+                # Never overwrite a label staff set, which may be a correction.
+                already_checked += 1
+                continue
             if prediction is None or prediction.status != Prediction.Status.DONE:
                 continue
             try:
@@ -115,8 +139,10 @@ class UploadAdmin(admin.ModelAdmin):
                 self.message_user(request, f"Image {upload.pk}: {error}", messages.WARNING)
                 continue
             confirmed += 1
-        skipped = queryset.count() - confirmed
+        skipped = queryset.count() - confirmed - already_checked
         message = f"{confirmed} label{'s' if confirmed != 1 else ''} confirmed."
+        if already_checked:
+            message += f" {already_checked} already checked, left as they were."
         if skipped:
             message += (
                 f" {skipped} image{'s' if skipped != 1 else ''} skipped: no finished prediction, "

@@ -200,7 +200,12 @@ class ImageCollectionApi(APIView):
     class ListFilter(serializers.Serializer):
         label = serializers.CharField(required=False, allow_blank=True)
         mine = serializers.BooleanField(required=False, default=False)
-        checked = serializers.BooleanField(required=False, allow_null=True, default=None)
+        checked = serializers.BooleanField(
+            required=False,
+            allow_null=True,
+            default=None,
+            error_messages={"invalid": "checked must be true or false (also 1 or 0, yes or no)."},
+        )
 
         def validate_label(self, value: str) -> str:
             names = selectors.class_names()

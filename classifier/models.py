@@ -82,12 +82,21 @@ class Upload(models.Model):
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     # The element a staff member confirmed, whatever the model predicted.
     verified_label = models.CharField(
-        max_length=100, blank=True, db_index=True, help_text="Element confirmed by staff; empty until checked."
+        "checked label",
+        max_length=100,
+        blank=True,
+        db_index=True,
+        help_text="Element confirmed by staff; empty until checked.",
     )
     verified_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name="checked by",
     )
-    verified_at = models.DateTimeField(null=True, blank=True)
+    verified_at = models.DateTimeField("checked at", null=True, blank=True)
 
     objects = UploadQuerySet.as_manager()
 

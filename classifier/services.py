@@ -443,8 +443,10 @@ def checked_photos_export(
     """Write the photos staff have checked as a dataset folder with train/<class>/ and test/<class>/.
 
     Each photo's metadata-free display copy is written as ``<upload id>.jpg``.
-    Every class is split on its own with a seeded shuffle, and a class with
-    two or more photos puts at least one in each split. Uploads of the same
+    Every class of the active model gets both folders, empty when no photo
+    of it was checked. Every class is split on its own with a seeded
+    shuffle, and a class with two or more photos puts at least one in each
+    split. Uploads of the same
     bytes count once, and bytes checked as two different classes are left
     out. The folder is filled under a temporary name and renamed at the end,
     so a failed export leaves nothing half written.
@@ -456,8 +458,10 @@ def checked_photos_export(
     folder = Path(folder).expanduser().resolve()
     if not 0 < test_fraction <= 0.9:
         raise CheckedExportError(f"test fraction must be above 0 and at most 0.9, not {test_fraction}.")
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise CheckedExportError(f"{folder} already exists and is not an empty folder. Name a new folder.")
+    if folder.exists() and not folder.is_dir():
+        raise CheckedExportError(f"{folder} is a file. Name a new or empty folder.")
+    if folder.is_dir() and any(folder.iterdir()):
+        raise CheckedExportError(f"{folder} is not empty. Name a new or empty folder.")
 
     uploads = Upload.objects.exclude(verified_label="").select_related("stored_image").order_by("pk")
     if not include_hidden:
@@ -467,7 +471,9 @@ def checked_photos_export(
         by_content.setdefault(upload.stored_image_id, []).append(upload)
 
     skipped: list[str] = []
-    by_class: dict[str, list[Upload]] = {}
+    # Every class of the active model gets its folders, so a class without
+    # checked photos shows up as missing when the dataset is registered.
+    by_class: dict[str, list[Upload]] = {name: [] for name in selectors.class_names()}
     for copies in by_content.values():
         labels = sorted({upload.verified_label for upload in copies})
         if len(labels) > 1:
@@ -475,7 +481,7 @@ def checked_photos_export(
             skipped.append(f"uploads {ids} have the same bytes but different checked labels ({', '.join(labels)})")
             continue
         by_class.setdefault(labels[0], []).append(copies[0])
-    if not by_class:
+    if not any(by_class.values()):
         raise CheckedExportError(
             "no checked photo to export. Check photos on their pages first. Hidden photos count only when included."
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 from urllib.parse import urlencode
 
@@ -10,15 +11,16 @@ from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from classifier import exports, selectors, services
 from classifier.api import UploadAnonThrottle, UploadUserThrottle, create_uploads, throttle_message, upload_rate_text
 from classifier.imaging import ACCEPT_ATTRIBUTE
 from classifier.models import Prediction, Upload
+from classifier.templatetags.element_names import element_name
 from heritage_site.api import request_user
 
 
@@ -83,7 +85,17 @@ def upload_results(request: HttpRequest) -> HttpResponse:
     return render(request, "classifier/results.html", {"uploads": uploads, "pending": pending})
 
 
-# The gallery's "checked" filter values and what each keeps.
+# The spellings of the "checked" filter, the API's true and false included, and the canonical value of each.
+CHECKED_SPELLINGS = {
+    "1": "yes",
+    "true": "yes",
+    "yes": "yes",
+    "on": "yes",
+    "0": "no",
+    "false": "no",
+    "no": "no",
+    "off": "no",
+}
 CHECKED_FILTERS = {"yes": True, "no": False}
 
 
@@ -93,9 +105,7 @@ def _gallery_filters(request: HttpRequest, user, class_names: list[str]) -> tupl
     if label not in class_names:
         label = ""
     mine = _mine_requested(request) and user.is_authenticated
-    checked = request.GET.get("checked", "")
-    if checked not in CHECKED_FILTERS:
-        checked = ""
+    checked = CHECKED_SPELLINGS.get(request.GET.get("checked", "").strip().lower(), "")
     return label, mine, checked
 
 
@@ -126,6 +136,7 @@ def gallery(request: HttpRequest) -> HttpResponse:
         "checked": checked,
         "mine_requested": _mine_requested(request),
         "unknown_label": "" if request.GET.get("label", "") == label else request.GET["label"],
+        "unknown_checked": "" if checked or not request.GET.get("checked") else request.GET["checked"],
         "query": query,
         "class_names": class_names,
     }
@@ -195,8 +206,26 @@ def detail_delete(request: HttpRequest, upload_id: int) -> HttpResponse:
     return redirect(f"{gallery_url}?mine=1" if upload.owner_id == request.user.pk else gallery_url)
 
 
-@staff_member_required
-@require_POST
+def _photo_action(view):
+    """Wrap a staff form action on a photo: POST runs it, and a GET goes back to the photo's page.
+
+    A staff member whose session ran out is sent to log in and then back to
+    the action's URL with a GET, which would otherwise end on an empty 405 page.
+    """
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, upload_id: int) -> HttpResponse:
+        if request.method == "GET":
+            messages.info(request, "Nothing was changed. Use the buttons on this page.")
+            return redirect("classifier:detail", upload_id=upload_id)
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["GET", "POST"])
+        return view(request, upload_id)
+
+    return staff_member_required(wrapper)
+
+
+@_photo_action
 def detail_set_hidden(request: HttpRequest, upload_id: int) -> HttpResponse:
     upload = _upload_or_404(upload_id, request.user)
     hidden = request.POST.get("hidden") == "1"
@@ -205,8 +234,7 @@ def detail_set_hidden(request: HttpRequest, upload_id: int) -> HttpResponse:
     return redirect("classifier:detail", upload_id=upload.pk)
 
 
-@staff_member_required
-@require_POST
+@_photo_action
 def detail_set_label(request: HttpRequest, upload_id: int) -> HttpResponse:
     upload = _upload_or_404(upload_id, request.user)
     try:
@@ -215,13 +243,15 @@ def detail_set_label(request: HttpRequest, upload_id: int) -> HttpResponse:
         messages.error(request, f"The label was not saved: {error}")
     else:
         messages.success(
-            request, "The label is saved." if upload.verified_label else "The photo is marked as not checked."
+            request,
+            f"Photo {upload.pk} is checked as {element_name(upload.verified_label)}."
+            if upload.verified_label
+            else f"Photo {upload.pk} is marked as not checked.",
         )
     return redirect("classifier:detail", upload_id=upload.pk)
 
 
-@staff_member_required
-@require_POST
+@_photo_action
 def detail_predict(request: HttpRequest, upload_id: int) -> HttpResponse:
     upload = _upload_or_404(upload_id, request.user)
     services.prediction_request(upload)

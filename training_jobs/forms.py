@@ -106,6 +106,10 @@ class TrainingJobLaunchForm(forms.ModelForm):
         if not self.is_bound and len(datasets[:2]) == 1:
             self.fields["dataset"].initial = datasets[0].pk
         self.fields["weights_file"].required = False
+        # The browser's number inputs show the ranges that training_job_settings_errors applies.
+        for name, (low, high) in services.WHOLE_NUMBER_RANGES.items():
+            self.fields[name].widget.attrs.update(min=low, max=high)
+        self.fields["ema_decay"].widget.attrs.update(min=0, max=1, step="any")
 
     def clean(self):
         cleaned = super().clean()

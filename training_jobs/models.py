@@ -96,12 +96,16 @@ class TrainingJob(models.Model):
     image_size = models.PositiveIntegerField()
     seed = models.IntegerField()
     split_seed = models.IntegerField(
-        null=True, blank=True, help_text="Seed of the validation split; empty uses the seed."
+        "validation split seed", null=True, blank=True, help_text="Seed of the validation split; empty uses the seed."
     )
     ema_decay = models.FloatField(
-        null=True, blank=True, help_text="Decay per batch of a moving average of the weights; empty turns it off."
+        "EMA decay",
+        null=True,
+        blank=True,
+        help_text="Decay per batch of a moving average of the weights; empty turns it off.",
     )
     patience = models.PositiveIntegerField(
+        "early-stopping patience",
         null=True,
         blank=True,
         help_text="Epochs without a better validation macro-F1 before stopping; empty turns it off.",

@@ -448,3 +448,4 @@ def test_list_filters_checked_images(anonymous, admin_user):
     assert [image["id"] for image in only_checked] == [checked.pk]
     assert [image["id"] for image in only_unchecked] == [unchecked.pk]
     assert invalid.status_code == 400
+    assert "checked must be true or false" in invalid.json()["error"]["message"]

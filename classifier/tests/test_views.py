@@ -504,3 +504,61 @@ def test_gallery_caption_shows_checked_label(client, admin_user):
     page = client.get("/gallery/").content.decode()
 
     assert 'vault<span class="gallery-checked" title="Checked by staff; predicted apse"> ✓</span>' in page
+
+
+def test_admin_confirm_keeps_existing_labels(admin_client, admin_user):
+    corrected = _done(services.upload_create(name="a.jpg", data=make_image_bytes(size=(43, 21))))
+    services.upload_set_verified_label(corrected, label="vault", user=admin_user)
+
+    response = admin_client.post(
+        "/admin/classifier/upload/",
+        {"action": "confirm_predicted_label", "_selected_action": [corrected.pk]},
+        follow=True,
+    )
+
+    assert "0 labels confirmed. 1 already checked, left as they were." in response.content.decode()
+    assert Upload.objects.get(pk=corrected.pk).verified_label == "vault"
+
+
+def test_admin_filters_uploads_by_checked_label(admin_client, admin_user):
+    checked = _done(services.upload_create(name="a.jpg", data=make_image_bytes(size=(44, 21))))
+    unchecked = _done(services.upload_create(name="b.jpg", data=make_image_bytes(size=(45, 21))))
+    services.upload_set_verified_label(checked, label="dome(inner)", user=admin_user)
+
+    listing = admin_client.get("/admin/classifier/upload/").content.decode()
+    not_checked = admin_client.get("/admin/classifier/upload/?checked_label=-").context["cl"].result_list
+    inner_dome = admin_client.get("/admin/classifier/upload/?checked_label=dome(inner)").context["cl"].result_list
+
+    assert ">Not checked</a>" in listing
+    assert ">inner dome</a>" in listing
+    assert [upload.pk for upload in not_checked] == [unchecked.pk]
+    assert [upload.pk for upload in inner_dome] == [checked.pk]
+
+
+def test_gallery_checked_filter_spellings(client, admin_user):
+    checked = _done(services.upload_create(name="a.jpg", data=make_image_bytes(size=(46, 21))))
+    unchecked = _done(services.upload_create(name="b.jpg", data=make_image_bytes(size=(47, 21))))
+    services.upload_set_verified_label(checked, label="apse", user=admin_user)
+
+    for spelling in ("true", "1", "Yes", "on"):
+        assert [int(row["id"]) for row in _csv(client.get(f"/gallery/export.csv?checked={spelling}"))] == [checked.pk]
+    for spelling in ("false", "0", "no", "off"):
+        assert [int(row["id"]) for row in _csv(client.get(f"/gallery/export.csv?checked={spelling}"))] == [unchecked.pk]
+    page = client.get("/gallery/?checked=maybe").content.decode()
+    assert "“maybe” is not a value of the checked filter (use yes or no)" in page
+    assert 'href="/gallery/?checked=yes"' not in client.get("/gallery/?checked=true").content.decode()
+    assert 'href="/gallery/export.csv?checked=yes"' in client.get("/gallery/?checked=true").content.decode()
+
+
+def test_photo_action_get_returns_to_photo(admin_client, client):
+    upload = _done(services.upload_create(name="a.jpg", data=make_image_bytes(size=(48, 21))))
+
+    response = admin_client.get(f"/images/{upload.pk}/label/", follow=True)
+    anonymous = client.get(f"/images/{upload.pk}/label/")
+
+    assert response.redirect_chain == [(f"/images/{upload.pk}/", 302)]
+    assert "Nothing was changed. Use the buttons on this page." in response.content.decode()
+    assert anonymous.status_code == 302
+    assert anonymous["Location"].startswith("/admin/login/")
+    assert admin_client.put(f"/images/{upload.pk}/label/").status_code == 405
+    assert Upload.objects.get(pk=upload.pk).verified_label == ""

@@ -6,6 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
+from classifier import selectors
 from classifier import services as classifier_services
 from classifier.models import Upload
 from conftest import make_image_bytes
@@ -22,6 +23,10 @@ def _checked(label: str, index: int, user, **options) -> Upload:
     return upload
 
 
+def _nonzero(counts: dict[str, int]) -> dict[str, int]:
+    return {label: count for label, count in counts.items() if count}
+
+
 def _files(folder, split, label) -> set[str]:
     return {path.name for path in (folder / split / label).iterdir()}
 
@@ -35,8 +40,10 @@ def test_export_splits_each_class(tmp_path, admin_user):
     result = classifier_services.checked_photos_export(tmp_path / "checked", test_fraction=0.4, seed=3)
 
     folder = tmp_path / "checked"
-    assert result["counts"]["train"] == {"altar": 1, "apse": 3, "vault": 1}
-    assert result["counts"]["test"] == {"altar": 0, "apse": 2, "vault": 1}
+    assert _nonzero(result["counts"]["train"]) == {"altar": 1, "apse": 3, "vault": 1}
+    assert _nonzero(result["counts"]["test"]) == {"apse": 2, "vault": 1}
+    assert set(result["counts"]["train"]) == set(selectors.class_names())
+    assert list((folder / "test" / "column").iterdir()) == []
     assert _files(folder, "train", "apse") | _files(folder, "test", "apse") == {f"{u.pk}.jpg" for u in apse}
     assert _files(folder, "train", "vault") | _files(folder, "test", "vault") == {f"{u.pk}.jpg" for u in vault}
     assert _files(folder, "train", "altar") == {f"{altar.pk}.jpg"}
@@ -70,7 +77,7 @@ def test_export_skips_same_bytes_with_two_labels(tmp_path, admin_user):
     assert result["skipped"] == [
         f"uploads {first.pk}, {second.pk} have the same bytes but different checked labels (apse, vault)"
     ]
-    assert set(result["counts"]["train"]) == {"altar"}
+    assert _nonzero(result["counts"]["train"]) == {"altar": 1}
 
 
 def test_export_leaves_out_hidden_photos_unless_asked(tmp_path, admin_user):
@@ -80,9 +87,9 @@ def test_export_leaves_out_hidden_photos_unless_asked(tmp_path, admin_user):
     public = classifier_services.checked_photos_export(tmp_path / "public")
     everything = classifier_services.checked_photos_export(tmp_path / "all", include_hidden=True)
 
-    assert set(public["counts"]["train"]) == {"apse"}
+    assert _nonzero(public["counts"]["train"]) == {"apse": 1}
     assert _files(tmp_path / "all", "train", "vault") == {f"{hidden.pk}.jpg"}
-    assert set(everything["counts"]["train"]) == {"apse", "vault"}
+    assert _nonzero(everything["counts"]["train"]) == {"apse": 1, "vault": 1}
 
 
 def test_export_reports_missing_file(tmp_path, admin_user):
@@ -103,7 +110,8 @@ def test_export_reports_missing_file(tmp_path, admin_user):
     ("setup", "options", "message"),
     [
         ("nothing", {}, "no checked photo to export"),
-        ("full_folder", {}, "already exists and is not an empty folder"),
+        ("full_folder", {}, "is not empty. Name a new or empty folder."),
+        ("file", {}, "is a file. Name a new or empty folder."),
         ("photo", {"test_fraction": 0}, "test fraction must be above 0 and at most 0.9, not 0"),
         ("photo", {"test_fraction": 0.95}, "not 0.95"),
     ],
@@ -114,6 +122,9 @@ def test_export_rejects_bad_requests(tmp_path, admin_user, setup, options, messa
         _checked("apse", 1, admin_user)
         folder.mkdir()
         (folder / "notes.txt").write_text("keep me")
+    if setup == "file":
+        _checked("apse", 1, admin_user)
+        folder.write_text("keep me")
     if setup == "photo":
         _checked("apse", 1, admin_user)
 
@@ -123,14 +134,17 @@ def test_export_rejects_bad_requests(tmp_path, admin_user, setup, options, messa
     assert message in str(error.value)
     if setup == "full_folder":
         assert (folder / "notes.txt").read_text() == "keep me"
+    elif setup == "file":
+        assert folder.read_text() == "keep me"
     else:
         assert not folder.exists()
 
 
 def test_command_exports_and_registers(tmp_path, admin_user):
-    for index in range(3):
-        _checked("apse", index, admin_user)
-        _checked("vault", 10 + index, admin_user)
+    names = selectors.class_names()
+    for class_index, name in enumerate(names):
+        for index in range(3):
+            _checked(name, 10 * class_index + index, admin_user)
     output = StringIO()
 
     call_command("export_checked_photos", str(tmp_path / "checked"), "--register", stdout=output)
@@ -139,8 +153,21 @@ def test_command_exports_and_registers(tmp_path, admin_user):
     dataset = Dataset.objects.get()
     assert "apse                       2       1" in text
     assert f"Registered as dataset {dataset.pk} 'checked', ready for training jobs." in text
-    assert dataset.class_names == ["apse", "vault"]
+    assert dataset.class_names == sorted(names)
     assert dataset.is_complete
+
+
+def test_command_names_classes_nobody_checked(tmp_path, admin_user):
+    _checked("apse", 1, admin_user)
+    _checked("apse", 2, admin_user)
+    output = StringIO()
+
+    call_command("export_checked_photos", str(tmp_path / "checked"), "--register", stdout=output)
+
+    text = output.getvalue()
+    assert "Classes with no checked photo: altar, bell_tower," in text
+    assert "not ready: a class lacks images in one split" in text
+    assert not Dataset.objects.get().is_complete
 
 
 def test_command_warns_about_single_photo_class(tmp_path, admin_user):

@@ -18,7 +18,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("folder", help="New or empty folder on this server.")
         parser.add_argument(
-            "--test-fraction", type=float, default=0.2, help="Share of each class for test/ (default 0.2)."
+            "--test-fraction",
+            type=float,
+            default=0.2,
+            help="Share of each class for test/, above 0 and at most 0.9 (default 0.2). A class with two or more "
+            "photos puts at least one in each split.",
         )
         parser.add_argument("--seed", type=int, default=0, help="Seed of the train/test split (default 0).")
         parser.add_argument("--include-hidden", action="store_true", help="Also export photos hidden from the gallery.")
@@ -41,7 +45,12 @@ class Command(BaseCommand):
             self.stdout.write(f"{label:<20} {counts['train'][label]:>7} {counts['test'][label]:>7}")
         for message in result["skipped"]:
             self.stdout.write(self.style.WARNING(f"Skipped: {message}"))
-        too_small = sorted(label for label in counts["test"] if counts["test"][label] == 0)
+        empty = sorted(label for label in counts["train"] if counts["train"][label] == 0)
+        if empty:
+            self.stdout.write(
+                self.style.WARNING(f"Classes with no checked photo: {', '.join(empty)}. Check photos of them first.")
+            )
+        too_small = sorted(label for label in counts["test"] if counts["test"][label] == 0 and label not in empty)
         if too_small:
             self.stdout.write(
                 self.style.WARNING(
