@@ -27,7 +27,7 @@ def _filtered(uploads: QuerySet[Upload], label: str | None, checked: bool | None
 
 
 def upload_list_public(*, label: str | None = None, checked: bool | None = None) -> QuerySet[Upload]:
-    """Uploads for the public gallery, newest first, optionally with one predicted label or checked state."""
+    """Return the public gallery's uploads, newest first, optionally filtered by predicted label or checked state."""
     return _filtered(_upload_queryset().visible().newest_first(), label, checked)
 
 
@@ -103,3 +103,14 @@ def verified_agreement() -> list[dict]:
         for row in rows
     ]
     return sorted(result, key=lambda row: (not row["is_active"], row["version"]))
+
+
+def verified_pairs(version: ModelVersion) -> list[tuple[str, str]]:
+    """Return (checked label, predicted label) for each staff-checked photo whose latest prediction is by ``version``."""
+    rows = (
+        Upload.objects.exclude(verified_label="")
+        .filter(latest_prediction__status=Prediction.Status.DONE, latest_prediction__model_version=version)
+        .order_by("pk")
+        .values_list("verified_label", "latest_prediction__label")
+    )
+    return list(rows)

@@ -186,3 +186,27 @@ def served_model_results() -> dict[str, Any] | None:
         "test": test if job is None else None,
         "comparable": job is None and is_ahe_test_split(test.get("split_fingerprint", "")),
     }
+
+
+def checked_uploads_report() -> dict[str, Any] | None:
+    """Score the active model on the uploads staff checked, as ml.metrics.classification_report does.
+
+    Returns None when there is no active model or it predicted no checked photo.
+    """
+    from classifier import selectors as classifier_selectors
+    from ml.metrics import classification_report  # numpy only, no torch
+
+    active = classifier_selectors.model_version_get_active()
+    if active is None:
+        return None
+    pairs = classifier_selectors.verified_pairs(active)
+    if not pairs:
+        return None
+    names = list(active.class_names)
+    # A label outside the model's classes (checked under an earlier model) still counts, as a class of its own.
+    names += sorted({label for pair in pairs for label in pair} - set(names))
+    index = {name: position for position, name in enumerate(names)}
+    report = classification_report(
+        [index[checked] for checked, _ in pairs], [index[predicted] for _, predicted in pairs], names
+    )
+    return {"version": active.version, **report}

@@ -51,12 +51,16 @@ def _get_job(request: HttpRequest, job_id: int) -> TrainingJob:
 def dashboard(request: HttpRequest) -> HttpResponse:
     jobs = list(selectors.training_job_list(include_unfinished=_is_staff(request))[:100])
     served = presenters.served_model_results()
+    checked_report = presenters.checked_uploads_report()
     context = {
         "jobs": jobs,
         "succeeded": [job for job in jobs if job.status == TrainingJob.Status.SUCCEEDED],
         "references": REFERENCES,
         "served": served,
         "checked": classifier_selectors.verified_agreement(),
+        "checked_rows": _class_rows(checked_report),
+        "checked_report": checked_report,
+        "checked_heatmap": _heatmap(checked_report),
         "served_rows": _class_rows(served["test"]) if served else [],
         "served_heatmap": _heatmap(served["test"]) if served else None,
     }

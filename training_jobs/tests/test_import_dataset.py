@@ -47,12 +47,13 @@ def test_import_dataset_rejects_missing_folder(db, tmp_path):
 
 
 def test_web_modules_do_not_import_torch():
-    """The web process loads URLs, views, admin and API of the app without torch."""
+    """The web process loads URLs, views, admin, API and the metrics the dashboard uses without torch."""
     code = (
         "import sys, django; django.setup();"
         "import heritage_site.urls, training_jobs.admin, training_jobs.api, training_jobs.views, training_jobs.tasks;"
         "from django.urls import resolve; resolve('/training/');"
         "from training_jobs import selectors; selectors.job_defaults();"
+        "import ml.metrics;"
         "print('torch' in sys.modules)"
     )
     result = subprocess.run(

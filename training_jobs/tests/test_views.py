@@ -40,6 +40,35 @@ def test_dashboard_shows_checked_uploads(anonymous_client, admin_user):
     assert 'id="checked-table"' not in empty
     assert 'id="checked-table"' in page
     assert f'{active.version} <span class="badge">active</span></td><td>2</td><td>1</td><td>0.500</td>' in page
+    assert "The active model on 2 checked photos, per class" in page
+    assert 'id="checked-class-table"' in page
+
+
+def test_checked_uploads_report_scores_active_model(admin_user):
+    from classifier import services as classifier_services
+    from classifier.models import Prediction
+    from conftest import make_image_bytes
+    from training_jobs import presenters
+
+    assert presenters.checked_uploads_report() is None
+    active = classifier_services.model_version_ensure_default()
+    for index, (predicted, checked) in enumerate([("altar", "altar"), ("altar", "apse"), ("apse", "apse")]):
+        upload = classifier_services.upload_create(name=f"{index}.png", data=make_image_bytes("PNG", (40 + index, 30)))
+        Prediction.objects.filter(pk=upload.latest_prediction_id).update(
+            status=Prediction.Status.DONE, label=predicted, model_version=active
+        )
+        classifier_services.upload_set_verified_label(upload, label=checked, user=admin_user)
+
+    report = presenters.checked_uploads_report()
+
+    altar = report["class_names"].index("altar")
+    apse = report["class_names"].index("apse")
+    assert report["n"] == 3
+    assert report["accuracy"] == pytest.approx(2 / 3)
+    assert report["per_class"]["altar"]["precision"] == pytest.approx(0.5)
+    assert report["per_class"]["apse"]["recall"] == pytest.approx(0.5)
+    assert report["per_class"]["apse"]["support"] == 2
+    assert report["confusion_matrix"][apse][altar] == 1
 
 
 def test_job_page_shows_results(anonymous_client, ahe_test_counts, succeeded_job):
