@@ -438,7 +438,12 @@ class CheckedExportError(ValueError):
 
 
 def checked_photos_export(
-    folder: str | Path, *, test_fraction: float = 0.2, seed: int = 0, include_hidden: bool = False
+    folder: str | Path,
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    include_hidden: bool = False,
+    base_dataset: str | Path | None = None,
 ) -> dict:
     """Write the photos staff have checked as a dataset folder with train/<class>/ and test/<class>/.
 
@@ -451,7 +456,12 @@ def checked_photos_export(
     out. The folder is filled under a temporary name and renamed at the end,
     so a failed export leaves nothing half written.
 
-    Returns ``{"folder", "counts": {split: {class: n}}, "skipped": [message, ...]}``.
+    With ``base_dataset``, a folder with the same layout, its images are
+    linked in beside the checked photos as ``base-<name>`` (symbolic links,
+    so nothing is copied), and a job trains and tests on both.
+
+    Returns ``{"folder", "counts": {split: {class: n}}, "base_counts", "skipped": [message, ...]}``,
+    where ``counts`` are the checked photos and ``base_counts`` the linked images.
     Raises CheckedExportError when the folder is not empty, the fraction is
     not above 0 and at most 0.9, or no photo qualifies.
     """
@@ -462,6 +472,9 @@ def checked_photos_export(
         raise CheckedExportError(f"{folder} is a file. Name a new or empty folder.")
     if folder.is_dir() and any(folder.iterdir()):
         raise CheckedExportError(f"{folder} is not empty. Name a new or empty folder.")
+    base = Path(base_dataset).expanduser().resolve() if base_dataset else None
+    if base is not None and not all((base / split).is_dir() for split in ("train", "test")):
+        raise CheckedExportError(f"base dataset {base} needs train/<class>/ and test/<class>/ folders.")
 
     uploads = Upload.objects.exclude(verified_label="").select_related("stored_image").order_by("pk")
     if not include_hidden:
@@ -514,6 +527,7 @@ def checked_photos_export(
                             f"upload {upload.pk}: its display file {upload.stored_image.display.name} is missing"
                         )
                         photos.remove(upload)
+        base_counts = _link_base_dataset(base, staging) if base is not None else {}
         if folder.exists():
             folder.rmdir()
         staging.rename(folder)
@@ -522,5 +536,22 @@ def checked_photos_export(
         raise
 
     counts = {split: {label: len(photos) for label, photos in classes.items()} for split, classes in splits.items()}
-    logger.info("exported checked photos to %s: %s", folder, counts)
-    return {"folder": folder, "counts": counts, "skipped": skipped}
+    logger.info("exported checked photos to %s: %s, with %s from %s", folder, counts, base_counts, base)
+    return {"folder": folder, "counts": counts, "base_counts": base_counts, "skipped": skipped}
+
+
+def _link_base_dataset(base: Path, target: Path) -> dict[str, dict[str, int]]:
+    """Link every file of base/<split>/<class>/ into target/<split>/<class>/ as base-<name>, and count them."""
+    counts: dict[str, dict[str, int]] = {}
+    for split in ("train", "test"):
+        counts[split] = {}
+        for class_folder in sorted((base / split).iterdir()):
+            if not class_folder.is_dir() or class_folder.name.startswith("."):
+                continue
+            linked = target / split / class_folder.name
+            linked.mkdir(parents=True, exist_ok=True)
+            files = [path for path in class_folder.iterdir() if path.is_file() and not path.name.startswith(".")]
+            for path in files:
+                (linked / f"base-{path.name}").symlink_to(path.resolve())
+            counts[split][class_folder.name] = len(files)
+    return counts

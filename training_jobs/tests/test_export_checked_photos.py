@@ -165,7 +165,7 @@ def test_command_names_classes_nobody_checked(tmp_path, admin_user):
     call_command("export_checked_photos", str(tmp_path / "checked"), "--register", stdout=output)
 
     text = output.getvalue()
-    assert "Classes with no checked photo: altar, bell_tower," in text
+    assert "Classes with no image in train/: altar, bell_tower," in text
     assert "not ready: a class lacks images in one split" in text
     assert not Dataset.objects.get().is_complete
 
@@ -183,3 +183,39 @@ def test_command_warns_about_single_photo_class(tmp_path, admin_user):
 def test_command_reports_error(tmp_path):
     with pytest.raises(CommandError, match="no checked photo to export"):
         call_command("export_checked_photos", str(tmp_path / "checked"))
+
+
+def test_export_links_base_dataset(tmp_path, admin_user, dataset_folder):
+    checked = _checked("apse", 1, admin_user)
+    output = StringIO()
+
+    call_command(
+        "export_checked_photos",
+        str(tmp_path / "merged"),
+        "--base-dataset",
+        str(dataset_folder),
+        "--register",
+        stdout=output,
+    )
+
+    folder = tmp_path / "merged"
+    linked = sorted((folder / "train" / "apse").glob("base-*"))
+    text = output.getvalue()
+    dataset = Dataset.objects.get()
+    assert linked
+    assert all(path.is_symlink() for path in linked)
+    assert linked[0].resolve().parent == (dataset_folder / "train" / "apse").resolve()
+    assert (folder / "train" / "apse" / f"{checked.pk}.jpg").is_file()
+    assert "class                  train    test  base train  base test" in text
+    assert dataset.counts["train"]["apse"] == len(linked) + 1
+    assert "Classes with a single photo" not in text
+
+
+def test_export_rejects_base_without_splits(tmp_path, admin_user):
+    _checked("apse", 1, admin_user)
+    (tmp_path / "base" / "train").mkdir(parents=True)
+
+    with pytest.raises(classifier_services.CheckedExportError, match="needs train/<class>/ and test/<class>/"):
+        classifier_services.checked_photos_export(tmp_path / "out", base_dataset=tmp_path / "base")
+
+    assert not (tmp_path / "out").exists()

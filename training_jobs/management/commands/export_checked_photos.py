@@ -26,31 +26,48 @@ class Command(BaseCommand):
         )
         parser.add_argument("--seed", type=int, default=0, help="Seed of the train/test split (default 0).")
         parser.add_argument("--include-hidden", action="store_true", help="Also export photos hidden from the gallery.")
+        parser.add_argument(
+            "--base-dataset",
+            help="Dataset folder (train/<class>/, test/<class>/) whose images are linked in beside the checked "
+            "photos, for example the AHE dataset.",
+        )
         parser.add_argument("--register", action="store_true", help="Register the folder as a dataset afterwards.")
 
-    def handle(
-        self, *args, folder: str, test_fraction: float, seed: int, include_hidden: bool, register: bool, **options
-    ):
+    def handle(self, *args, folder: str, register: bool, **options):
         try:
             result = classifier_services.checked_photos_export(
-                folder, test_fraction=test_fraction, seed=seed, include_hidden=include_hidden
+                folder,
+                test_fraction=options["test_fraction"],
+                seed=options["seed"],
+                include_hidden=options["include_hidden"],
+                base_dataset=options["base_dataset"],
             )
         except classifier_services.CheckedExportError as error:
             raise CommandError(str(error)) from error
 
         counts = result["counts"]
+        base = result["base_counts"]
+        labels = sorted(set(counts["train"]) | set(base.get("train", {})))
+
+        def total(split: str, label: str) -> int:
+            return counts[split].get(label, 0) + base.get(split, {}).get(label, 0)
+
         self.stdout.write(f"Exported to {result['folder']}")
-        self.stdout.write(f"{'class':<20} {'train':>7} {'test':>7}")
-        for label in sorted(counts["train"]):
-            self.stdout.write(f"{label:<20} {counts['train'][label]:>7} {counts['test'][label]:>7}")
+        header = f"{'class':<20} {'train':>7} {'test':>7}"
+        self.stdout.write(header + (f" {'base train':>11} {'base test':>10}" if base else ""))
+        for label in labels:
+            row = f"{label:<20} {counts['train'].get(label, 0):>7} {counts['test'].get(label, 0):>7}"
+            if base:
+                row += f" {base['train'].get(label, 0):>11} {base['test'].get(label, 0):>10}"
+            self.stdout.write(row)
         for message in result["skipped"]:
             self.stdout.write(self.style.WARNING(f"Skipped: {message}"))
-        empty = sorted(label for label in counts["train"] if counts["train"][label] == 0)
+        empty = sorted(label for label in labels if total("train", label) == 0)
         if empty:
             self.stdout.write(
-                self.style.WARNING(f"Classes with no checked photo: {', '.join(empty)}. Check photos of them first.")
+                self.style.WARNING(f"Classes with no image in train/: {', '.join(empty)}. Check photos of them first.")
             )
-        too_small = sorted(label for label in counts["test"] if counts["test"][label] == 0 and label not in empty)
+        too_small = sorted(label for label in labels if total("test", label) == 0 and label not in empty)
         if too_small:
             self.stdout.write(
                 self.style.WARNING(
