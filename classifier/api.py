@@ -206,6 +206,7 @@ class ImageCollectionApi(APIView):
             default=None,
             error_messages={"invalid": "checked must be true or false (also 1 or 0, yes or no)."},
         )
+        order = serializers.ChoiceField(choices=["newest", "confidence"], required=False, default="newest")
 
         def validate_label(self, value: str) -> str:
             names = selectors.class_names()
@@ -240,6 +241,13 @@ class ImageCollectionApi(APIView):
             OpenApiParameter(
                 "checked", bool, description="true: only images whose element staff checked; false: only the others."
             ),
+            OpenApiParameter(
+                "order",
+                str,
+                enum=["newest", "confidence"],
+                description="newest (default), or confidence: the least confident predictions first, "
+                "then images without a finished prediction.",
+            ),
             OpenApiParameter("page", int, description="Page number, from 1."),
         ],
         responses=ImageOutput(many=True),
@@ -249,13 +257,17 @@ class ImageCollectionApi(APIView):
         filters.is_valid(raise_exception=True)
 
         label = filters.validated_data.get("label") or None
-        checked = filters.validated_data["checked"]
+        options = {
+            "label": label,
+            "checked": filters.validated_data["checked"],
+            "least_confident_first": filters.validated_data["order"] == "confidence",
+        }
         if filters.validated_data["mine"]:
             if not request.user.is_authenticated:
                 raise NotAuthenticated("mine=true lists your own uploads: log in or send an API token.")
-            uploads = selectors.upload_list_for_owner(request.user, label=label, checked=checked)
+            uploads = selectors.upload_list_for_owner(request.user, **options)
         else:
-            uploads = selectors.upload_list_public(label=label, checked=checked)
+            uploads = selectors.upload_list_public(**options)
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(uploads, request, view=self)
         return paginator.get_paginated_response(ImageOutput(page, many=True, context={"request": request}).data)

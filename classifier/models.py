@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 
 class ModelVersion(models.Model):
@@ -57,6 +57,10 @@ class UploadQuerySet(models.QuerySet):
 
     def with_label(self, label: str) -> UploadQuerySet:
         return self.filter(latest_prediction__status=Prediction.Status.DONE, latest_prediction__label=label)
+
+    def least_confident_first(self) -> UploadQuerySet:
+        """Order finished predictions by the probability of their label, lowest first, then the rest, newest first."""
+        return self.order_by(F("latest_prediction__confidence").asc(nulls_last=True), "-created", "-id")
 
     def checked(self, checked: bool) -> UploadQuerySet:
         """Keep the uploads whose element staff confirmed (True) or not yet (False)."""
@@ -119,6 +123,9 @@ class Prediction(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
     label = models.CharField(max_length=100, blank=True, db_index=True)
     probabilities = models.JSONField(default=dict, blank=True)
+    confidence = models.FloatField(
+        null=True, blank=True, db_index=True, help_text="Probability of the predicted label, for sorting."
+    )
     model_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="predictions"
     )

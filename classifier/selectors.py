@@ -18,22 +18,28 @@ def can_see_private(user, upload: Upload) -> bool:
     return user.is_staff or upload.owner_id == user.pk
 
 
-def _filtered(uploads: QuerySet[Upload], label: str | None, checked: bool | None) -> QuerySet[Upload]:
+def _filtered(
+    uploads: QuerySet[Upload], label: str | None, checked: bool | None, least_confident_first: bool
+) -> QuerySet[Upload]:
     if label:
         uploads = uploads.with_label(label)
     if checked is not None:
         uploads = uploads.checked(checked)
-    return uploads
+    return uploads.least_confident_first() if least_confident_first else uploads.newest_first()
 
 
-def upload_list_public(*, label: str | None = None, checked: bool | None = None) -> QuerySet[Upload]:
+def upload_list_public(
+    *, label: str | None = None, checked: bool | None = None, least_confident_first: bool = False
+) -> QuerySet[Upload]:
     """Return the public gallery's uploads, newest first, optionally filtered by predicted label or checked state."""
-    return _filtered(_upload_queryset().visible().newest_first(), label, checked)
+    return _filtered(_upload_queryset().visible(), label, checked, least_confident_first)
 
 
-def upload_list_for_owner(user, *, label: str | None = None, checked: bool | None = None) -> QuerySet[Upload]:
+def upload_list_for_owner(
+    user, *, label: str | None = None, checked: bool | None = None, least_confident_first: bool = False
+) -> QuerySet[Upload]:
     """Return a user's own uploads, hidden ones included, newest first, optionally filtered as the gallery is."""
-    return _filtered(_upload_queryset().filter(owner_id=user.pk).newest_first(), label, checked)
+    return _filtered(_upload_queryset().filter(owner_id=user.pk), label, checked, least_confident_first)
 
 
 def upload_get_for_user(upload_id: int, user) -> Upload | None:

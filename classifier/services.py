@@ -370,6 +370,7 @@ def prediction_complete(
         status=Prediction.Status.DONE,
         label=label,
         probabilities=probabilities,
+        confidence=probabilities[label],
         model_version=model_version,
         error="",
         finished_at=timezone.now(),

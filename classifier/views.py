@@ -114,8 +114,16 @@ def _mine_requested(request: HttpRequest) -> bool:
     return request.GET.get("mine", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _gallery_uploads(user, label: str, mine: bool, checked: str):
-    filters = {"label": label or None, "checked": CHECKED_FILTERS.get(checked)}
+def _least_confident_requested(request: HttpRequest) -> bool:
+    return request.GET.get("order", "") == "confidence"
+
+
+def _gallery_uploads(user, label: str, mine: bool, checked: str, least_confident_first: bool = False):
+    filters = {
+        "label": label or None,
+        "checked": CHECKED_FILTERS.get(checked),
+        "least_confident_first": least_confident_first,
+    }
     if mine:
         return selectors.upload_list_for_owner(user, **filters)
     return selectors.upload_list_public(**filters)
@@ -125,15 +133,19 @@ def _gallery_uploads(user, label: str, mine: bool, checked: str):
 def gallery(request: HttpRequest) -> HttpResponse:
     class_names = selectors.class_names()
     label, mine, checked = _gallery_filters(request, request.user, class_names)
-    paginator = Paginator(_gallery_uploads(request.user, label, mine, checked), settings.GALLERY_PAGE_SIZE)
+    least_confident = _least_confident_requested(request)
+    uploads = _gallery_uploads(request.user, label, mine, checked, least_confident)
+    paginator = Paginator(uploads, settings.GALLERY_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
-    filters = (("label", label), ("mine", "1" if mine else ""), ("checked", checked))
+    order = "confidence" if least_confident else ""
+    filters = (("label", label), ("mine", "1" if mine else ""), ("checked", checked), ("order", order))
     query = urlencode({key: value for key, value in filters if value})
     context = {
         "page": page,
         "label": label,
         "mine": mine,
         "checked": checked,
+        "order": order,
         "mine_requested": _mine_requested(request),
         "unknown_label": "" if request.GET.get("label", "") == label else request.GET["label"],
         "unknown_checked": "" if checked or not request.GET.get("checked") else request.GET["checked"],
@@ -154,7 +166,9 @@ def gallery_export(request: HttpRequest) -> HttpResponse:
             "Log in, or send an API token, to export your own uploads.", status=403, content_type="text/plain"
         )
 
-    uploads = _gallery_uploads(user, label, mine, checked).iterator(chunk_size=exports.CHUNK_SIZE)
+    uploads = _gallery_uploads(user, label, mine, checked, _least_confident_requested(request)).iterator(
+        chunk_size=exports.CHUNK_SIZE
+    )
     rows = exports.upload_csv_rows(uploads, class_names, build_url=request.build_absolute_uri, include_file_names=mine)
     response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
     name = "heritage-lens-my-uploads" if mine else "heritage-lens-gallery"

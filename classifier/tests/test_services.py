@@ -213,6 +213,7 @@ def test_complete_stores_label_and_version(active_model):
     stored = Prediction.objects.get(pk=prediction.pk)
     assert stored.status == Prediction.Status.DONE
     assert stored.label == "apse"
+    assert stored.confidence == 0.7
     assert stored.model_version == active_model
     assert stored.finished_at is not None
     assert stored.latency_ms >= 0
@@ -389,3 +390,21 @@ def test_verified_agreement_counts_per_version(admin_user, active_model):
     assert rows[0]["checked"] == 3
     assert rows[0]["agreed"] == 2
     assert rows[0]["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_confidence_migration_fills_finished_predictions(jpeg_bytes):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("classifier.migrations.0004_prediction_confidence")
+    upload = services.upload_create(name="a.jpg", data=jpeg_bytes)
+    pending = services.upload_create(name="b.png", data=make_image_bytes("PNG", (33, 20)))
+    Prediction.objects.filter(pk=upload.latest_prediction_id).update(
+        status=Prediction.Status.DONE, label="vault", probabilities={"apse": 0.4, "vault": 0.6}
+    )
+
+    migration.fill_confidence(apps, None)
+
+    assert Prediction.objects.get(pk=upload.latest_prediction_id).confidence == 0.6
+    assert Prediction.objects.get(pk=pending.latest_prediction_id).confidence is None

@@ -562,3 +562,22 @@ def test_photo_action_get_returns_to_photo(admin_client, client):
     assert anonymous["Location"].startswith("/admin/login/")
     assert admin_client.put(f"/images/{upload.pk}/label/").status_code == 405
     assert Upload.objects.get(pk=upload.pk).verified_label == ""
+
+
+def test_gallery_orders_least_confident_first(client):
+    sure = _done(services.upload_create(name="a.jpg", data=make_image_bytes(size=(49, 21))))
+    unsure = _done(services.upload_create(name="b.jpg", data=make_image_bytes(size=(50, 21))))
+    pending = services.upload_create(name="c.jpg", data=make_image_bytes(size=(51, 21)))
+    Prediction.objects.filter(pk=sure.latest_prediction_id).update(confidence=0.95)
+    Prediction.objects.filter(pk=unsure.latest_prediction_id).update(confidence=0.41)
+
+    page = client.get("/gallery/?order=confidence").content.decode()
+    export = _csv(client.get("/gallery/export.csv?order=confidence"))
+    newest = _csv(client.get("/gallery/export.csv"))
+
+    positions = [page.index(f'href="/images/{upload.pk}/"') for upload in (unsure, sure, pending)]
+    assert positions == sorted(positions)
+    assert '<option value="confidence" selected>' in page
+    assert 'href="/gallery/export.csv?order=confidence"' in page
+    assert [int(row["id"]) for row in export] == [unsure.pk, sure.pk, pending.pk]
+    assert [int(row["id"]) for row in newest] == [pending.pk, unsure.pk, sure.pk]
