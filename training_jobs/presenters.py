@@ -210,3 +210,41 @@ def checked_uploads_report() -> dict[str, Any] | None:
         [index[checked] for checked, _ in pairs], [index[predicted] for _, predicted in pairs], names
     )
     return {"version": active.version, **report}
+
+
+# Columns of the comparison page's settings table: job_settings keys and their headings.
+SETTINGS_COLUMNS = [
+    ("backbone", "Backbone"),
+    ("mode", "Mode"),
+    ("epochs", "Epochs"),
+    ("batch_size", "Batch size"),
+    ("learning_rate", "Learning rate"),
+    ("image_size", "Image size"),
+    ("seed", "Seed"),
+    ("split_seed", "Split seed"),
+    ("ema_decay", "EMA decay"),
+    ("patience", "Patience"),
+]
+
+
+def settings_comparison(jobs: list[TrainingJob]) -> dict[str, Any]:
+    """Return the jobs' settings side by side, each cell marked where the jobs do not all agree.
+
+    An empty split seed is shown as the seed it falls back to, so two jobs
+    validated on the same photos read the same.
+    """
+    values = []
+    for job in jobs:
+        settings = job_settings(job)
+        if settings["split_seed"] is None:
+            settings["split_seed"] = settings["seed"]
+        values.append(settings)
+    differing = {key for key, _ in SETTINGS_COLUMNS if len({str(row[key]) for row in values}) > 1}
+    rows = [
+        {
+            "job": job,
+            "cells": [{"value": row[key], "differs": key in differing} for key, _ in SETTINGS_COLUMNS],
+        }
+        for job, row in zip(jobs, values, strict=True)
+    ]
+    return {"headings": [heading for _, heading in SETTINGS_COLUMNS], "rows": rows}

@@ -240,6 +240,7 @@ def compare(request: HttpRequest) -> HttpResponse:
 
     context = {
         "table": selectors.comparison_table(jobs),
+        "settings": presenters.settings_comparison(list(jobs)),
         "jobs": jobs,
         "ids": ",".join(str(job.pk) for job in jobs),
         "error": error,

@@ -291,6 +291,19 @@ def test_comparability_follows_the_scored_photos(anonymous_client, make_job, ahe
     assert "Paper F1 (Llamas et al. 2017)</th>" in ahe
 
 
+def test_compare_page_sets_settings_side_by_side(anonymous_client, make_job):
+    plain = make_job(TrainingJob.Status.SUCCEEDED, seed=1)
+    averaged = make_job(TrainingJob.Status.SUCCEEDED, seed=2, split_seed=1, ema_decay=0.998)
+
+    page = anonymous_client.get(f"/training/compare/?ids={plain.pk},{averaged.pk}").content.decode()
+
+    table = page[page.index('id="settings-table"') :]
+    assert '<th scope="col">EMA decay</th>' in table
+    assert '<td class="differs">1</td><td>1</td><td class="differs">off</td>' in table
+    assert '<td class="differs">2</td><td>1</td><td class="differs">0.998</td>' in table
+    assert "<td>0.4500</td>" in table
+
+
 def test_compare_json_feeds_chart(anonymous_client, succeeded_job):
     body = anonymous_client.get(f"/training/compare.json?ids={succeeded_job.pk}").json()
 
