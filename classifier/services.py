@@ -231,6 +231,29 @@ def upload_create_from_file(*, uploaded_file, owner=None) -> Upload:
     return upload_create(name=name, data=uploaded_file.read(), owner=owner)
 
 
+def upload_import_file(*, path: Path, name: str, owner=None) -> Upload | None:
+    """Upload a file from the server's disk under ``name``, unless the same owner already imported it.
+
+    Returns None for a file whose bytes and name were imported before, so an
+    interrupted import can be run again. Raises ``ImageRejected`` as
+    ``upload_create`` does, and for a file over the byte limit before reading it.
+    """
+    size = path.stat().st_size
+    if size > settings.UPLOAD_MAX_BYTES:
+        limit_mb = settings.UPLOAD_MAX_BYTES / (1024 * 1024)
+        raise ImageRejected(
+            "file_too_large", f"“{name}” is {size / (1024 * 1024):.1f} MB, larger than the limit of {limit_mb:.1f} MB."
+        )
+    data = path.read_bytes()
+    sha256 = hashlib.sha256(data).hexdigest()
+    previous = Upload.objects.filter(
+        stored_image__sha256=sha256, original_name=name[:255], owner_id=getattr(owner, "pk", None)
+    )
+    if previous.exists():
+        return None
+    return upload_create(name=name, data=data, owner=owner)
+
+
 def upload_delete(upload: Upload) -> None:
     """Delete an upload with its predictions, and its files once no other upload shares them.
 

@@ -1,0 +1,61 @@
+"""Upload every photo of a folder on the server, as a batch of site uploads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from classifier import services
+from classifier.imaging import ImageRejected
+
+
+class Command(BaseCommand):
+    help = (
+        "Upload every file under FOLDER (subfolders included, hidden files skipped) as if a visitor had "
+        "uploaded it, and queue its prediction. Each upload is named by its path inside FOLDER. Files that "
+        "the same owner imported before are skipped, so an interrupted import can be run again."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("folder", help="Folder of photos on this server.")
+        parser.add_argument("--owner", help="User name that owns the uploads, so they appear under 'my uploads'.")
+        parser.add_argument("--hide", action="store_true", help="Hide the imported photos from the public gallery.")
+
+    def handle(self, *args, folder: str, owner: str | None, hide: bool, **options) -> None:
+        root = Path(folder).expanduser().resolve()
+        if not root.is_dir():
+            raise CommandError(f"folder not found: {root}")
+        user = None
+        if owner:
+            user = get_user_model().objects.filter(username=owner).first()
+            if user is None:
+                raise CommandError(f"user {owner!r} not found. Create it in the admin first.")
+
+        imported = already = 0
+        rejected: list[str] = []
+        for path in sorted(root.rglob("*")):
+            relative = path.relative_to(root)
+            if not path.is_file() or any(part.startswith(".") for part in relative.parts):
+                continue
+            try:
+                upload = services.upload_import_file(path=path, name=relative.as_posix(), owner=user)
+            except ImageRejected as error:
+                rejected.append(relative.as_posix())
+                self.stdout.write(self.style.WARNING(f"rejected {relative.as_posix()}: {error.message}"))
+                continue
+            if upload is None:
+                already += 1
+                continue
+            if hide:
+                services.upload_set_hidden(upload, hidden=True)
+            imported += 1
+            self.stdout.write(f"uploaded {relative.as_posix()} as photo {upload.pk}")
+
+        self.stdout.write(
+            f"{imported} photos uploaded, {already} imported before and skipped, {len(rejected)} rejected. "
+            "Their predictions are queued for the inference worker."
+        )
+        if rejected:
+            raise CommandError(f"{len(rejected)} files were rejected (listed above); the others were uploaded.")

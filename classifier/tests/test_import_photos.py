@@ -1,0 +1,74 @@
+"""manage.py import_photos: a folder on the server uploaded as a batch."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from classifier.models import Upload
+from conftest import make_image_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    folder = tmp_path / "archive"
+    (folder / "Saint Denis").mkdir(parents=True)
+    (folder / "nave.jpg").write_bytes(make_image_bytes("JPEG", (60, 40)))
+    (folder / "Saint Denis" / "portal 1.png").write_bytes(make_image_bytes("PNG", (61, 40)))
+    (folder / ".DS_Store").write_bytes(b"\x00\x01")
+    return folder
+
+
+def test_import_uploads_each_photo_once(photo_folder, django_user_model):
+    owner = django_user_model.objects.create_user("archive", password="archive-password")
+    first = StringIO()
+    again = StringIO()
+
+    call_command("import_photos", str(photo_folder), "--owner", "archive", "--hide", stdout=first)
+    call_command("import_photos", str(photo_folder), "--owner", "archive", stdout=again)
+
+    uploads = Upload.objects.order_by("original_name")
+    assert [upload.original_name for upload in uploads] == ["Saint Denis/portal 1.png", "nave.jpg"]
+    assert all(upload.owner == owner for upload in uploads)
+    assert all(upload.is_hidden for upload in uploads)
+    assert all(upload.latest_prediction is not None for upload in uploads)
+    assert "2 photos uploaded, 0 imported before and skipped, 0 rejected." in first.getvalue()
+    assert "0 photos uploaded, 2 imported before and skipped, 0 rejected." in again.getvalue()
+
+
+def test_import_reports_rejected_files_and_keeps_others(photo_folder):
+    (photo_folder / "notes.txt").write_text("not a photo")
+    output = StringIO()
+
+    with pytest.raises(CommandError, match="1 files were rejected"):
+        call_command("import_photos", str(photo_folder), stdout=output)
+
+    assert "rejected notes.txt:" in output.getvalue()
+    assert Upload.objects.count() == 2
+
+
+def test_import_rejects_file_over_byte_limit(photo_folder, settings):
+    settings.UPLOAD_MAX_BYTES = 100
+    output = StringIO()
+
+    with pytest.raises(CommandError, match="2 files were rejected"):
+        call_command("import_photos", str(photo_folder), stdout=output)
+
+    assert "larger than the limit of 0.0 MB" in output.getvalue()
+    assert not Upload.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["{folder}/missing"], "folder not found"),
+        (["{folder}", "--owner", "nobody"], "user 'nobody' not found"),
+    ],
+)
+def test_import_rejects_bad_arguments(photo_folder, arguments, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("import_photos", *[argument.format(folder=photo_folder) for argument in arguments])
+
+    assert not Upload.objects.exists()
