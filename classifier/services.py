@@ -217,16 +217,19 @@ def upload_create(*, name: str, data: bytes, owner=None) -> Upload:
     return upload
 
 
+def _reject_if_too_large(name: str, size: int) -> None:
+    """Raise ImageRejected for a file over UPLOAD_MAX_BYTES, before anything reads it."""
+    if size > settings.UPLOAD_MAX_BYTES:
+        limit_mb = settings.UPLOAD_MAX_BYTES / (1024 * 1024)
+        raise ImageRejected(
+            "file_too_large", f"“{name}” is {size / (1024 * 1024):.1f} MB, larger than the limit of {limit_mb:.1f} MB."
+        )
+
+
 def upload_create_from_file(*, uploaded_file, owner=None) -> Upload:
     """Like ``upload_create`` for a Django ``UploadedFile``; checks the size before reading it."""
     name = uploaded_file.name or "unnamed file"
-    if uploaded_file.size > settings.UPLOAD_MAX_BYTES:
-        limit_mb = settings.UPLOAD_MAX_BYTES / (1024 * 1024)
-        raise ImageRejected(
-            "file_too_large",
-            f"“{name}” is {uploaded_file.size / (1024 * 1024):.1f} MB, larger than the limit of {limit_mb:.1f} MB.",
-        )
-
+    _reject_if_too_large(name, uploaded_file.size)
     uploaded_file.seek(0)
     return upload_create(name=name, data=uploaded_file.read(), owner=owner)
 
@@ -238,12 +241,7 @@ def upload_import_file(*, path: Path, name: str, owner=None) -> Upload | None:
     interrupted import can be run again. Raises ``ImageRejected`` as
     ``upload_create`` does, and for a file over the byte limit before reading it.
     """
-    size = path.stat().st_size
-    if size > settings.UPLOAD_MAX_BYTES:
-        limit_mb = settings.UPLOAD_MAX_BYTES / (1024 * 1024)
-        raise ImageRejected(
-            "file_too_large", f"“{name}” is {size / (1024 * 1024):.1f} MB, larger than the limit of {limit_mb:.1f} MB."
-        )
+    _reject_if_too_large(name, path.stat().st_size)
     data = path.read_bytes()
     sha256 = hashlib.sha256(data).hexdigest()
     previous = Upload.objects.filter(
