@@ -10,6 +10,19 @@ from classifier.templatetags.element_names import element_name
 from heritage_site.admin_display import short_path_html
 
 
+class PredictedLabelFilter(admin.SimpleListFilter):
+    """The latest finished prediction's element, in words."""
+
+    title = "predicted label"
+    parameter_name = "predicted_label"
+
+    def lookups(self, request, model_admin):
+        return [(name, element_name(name)) for name in selectors.class_names()]
+
+    def queryset(self, request, queryset):
+        return queryset.with_label(self.value()) if self.value() else queryset
+
+
 class CheckedLabelFilter(admin.SimpleListFilter):
     """The staff-checked element, in words, with a "Not checked" choice."""
 
@@ -85,7 +98,7 @@ class UploadAdmin(admin.ModelAdmin):
         "is_hidden",
         "created",
     ]
-    list_filter = ["is_hidden", "latest_prediction__status", "latest_prediction__label", CheckedLabelFilter]
+    list_filter = ["is_hidden", "latest_prediction__status", PredictedLabelFilter, CheckedLabelFilter]
     search_fields = ["original_name", "stored_image__sha256"]
     list_select_related = ["stored_image", "owner", "latest_prediction"]
     readonly_fields = [

@@ -204,9 +204,14 @@ class ImageCollectionApi(APIView):
             required=False,
             allow_null=True,
             default=None,
-            error_messages={"invalid": "checked must be true or false (also 1 or 0, yes or no)."},
+            error_messages={"invalid": "must be true or false (also 1 or 0, yes or no)."},
         )
-        order = serializers.ChoiceField(choices=["newest", "confidence"], required=False, default="newest")
+        order = serializers.ChoiceField(
+            choices=["newest", "confidence"],
+            required=False,
+            default="newest",
+            error_messages={"invalid_choice": "{input!r} is not an order; use newest or confidence."},
+        )
 
         def validate_label(self, value: str) -> str:
             names = selectors.class_names()

@@ -190,10 +190,11 @@ def _stored_image_for(name: str, data: bytes) -> StoredImage:
     return _stored_image_create(sha256, data, inspected)
 
 
-def upload_create(*, name: str, data: bytes, owner=None) -> Upload:
+def upload_create(*, name: str, data: bytes, owner=None, hidden: bool = False) -> Upload:
     """Validate one uploaded file, store it once per content, and queue its prediction.
 
-    Raises ``ImageRejected`` with a code and a message for the visitor.
+    ``hidden`` keeps it out of the public gallery from the start. Raises
+    ``ImageRejected`` with a code and a message for the visitor.
     """
     for attempt in range(2):
         stored_image = _stored_image_for(name, data)
@@ -203,6 +204,7 @@ def upload_create(*, name: str, data: bytes, owner=None) -> Upload:
                     stored_image=stored_image,
                     owner=owner if owner is not None and owner.is_authenticated else None,
                     original_name=name[:255],
+                    is_hidden=hidden,
                 )
                 prediction_request(upload)
             break
@@ -220,10 +222,18 @@ def upload_create(*, name: str, data: bytes, owner=None) -> Upload:
 def _reject_if_too_large(name: str, size: int) -> None:
     """Raise ImageRejected for a file over UPLOAD_MAX_BYTES, before anything reads it."""
     if size > settings.UPLOAD_MAX_BYTES:
-        limit_mb = settings.UPLOAD_MAX_BYTES / (1024 * 1024)
         raise ImageRejected(
-            "file_too_large", f"“{name}” is {size / (1024 * 1024):.1f} MB, larger than the limit of {limit_mb:.1f} MB."
+            "file_too_large",
+            f"“{name}” is {_file_size(size)}, larger than the limit of {_file_size(settings.UPLOAD_MAX_BYTES)}.",
         )
+
+
+def _file_size(size: int) -> str:
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.1f} MB"
+    if size >= 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size} bytes"
 
 
 def upload_create_from_file(*, uploaded_file, owner=None) -> Upload:
@@ -234,12 +244,13 @@ def upload_create_from_file(*, uploaded_file, owner=None) -> Upload:
     return upload_create(name=name, data=uploaded_file.read(), owner=owner)
 
 
-def upload_import_file(*, path: Path, name: str, owner=None) -> Upload | None:
+def upload_import_file(*, path: Path, name: str, owner=None, hidden: bool = False) -> Upload | None:
     """Upload a file from the server's disk under ``name``, unless the same owner already imported it.
 
     Returns None for a file whose bytes and name were imported before, so an
-    interrupted import can be run again. Raises ``ImageRejected`` as
-    ``upload_create`` does, and for a file over the byte limit before reading it.
+    interrupted import can be run again. With ``hidden``, those earlier
+    uploads are hidden too. Raises ``ImageRejected`` as ``upload_create``
+    does, and for a file over the byte limit before reading it.
     """
     _reject_if_too_large(name, path.stat().st_size)
     data = path.read_bytes()
@@ -248,8 +259,10 @@ def upload_import_file(*, path: Path, name: str, owner=None) -> Upload | None:
         stored_image__sha256=sha256, original_name=name[:255], owner_id=getattr(owner, "pk", None)
     )
     if previous.exists():
+        if hidden:
+            previous.update(is_hidden=True)
         return None
-    return upload_create(name=name, data=data, owner=owner)
+    return upload_create(name=name, data=data, owner=owner, hidden=hidden)
 
 
 def upload_delete(upload: Upload) -> None:
@@ -495,6 +508,8 @@ def checked_photos_export(
     if folder.is_dir() and any(folder.iterdir()):
         raise CheckedExportError(f"{folder} is not empty. Name a new or empty folder.")
     base = Path(base_dataset).expanduser().resolve() if base_dataset else None
+    if base is not None and not base.is_dir():
+        raise CheckedExportError(f"base dataset not found: {base}")
     if base is not None and not all((base / split).is_dir() for split in ("train", "test")):
         raise CheckedExportError(f"base dataset {base} needs train/<class>/ and test/<class>/ folders.")
 
@@ -558,7 +573,13 @@ def checked_photos_export(
         raise
 
     counts = {split: {label: len(photos) for label, photos in classes.items()} for split, classes in splits.items()}
-    logger.info("exported checked photos to %s: %s, with %s from %s", folder, counts, base_counts, base)
+    logger.info(
+        "exported %d checked photos to %s, with %d images linked from %s",
+        sum(sum(split.values()) for split in counts.values()),
+        folder,
+        sum(sum(split.values()) for split in base_counts.values()),
+        base,
+    )
     return {"folder": folder, "counts": counts, "base_counts": base_counts, "skipped": skipped}
 
 

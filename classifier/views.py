@@ -115,7 +115,7 @@ def _mine_requested(request: HttpRequest) -> bool:
 
 
 def _least_confident_requested(request: HttpRequest) -> bool:
-    return request.GET.get("order", "") == "confidence"
+    return request.GET.get("order", "").strip().lower() == "confidence"
 
 
 def _gallery_uploads(user, label: str, mine: bool, checked: str, least_confident_first: bool = False):
@@ -149,6 +149,9 @@ def gallery(request: HttpRequest) -> HttpResponse:
         "mine_requested": _mine_requested(request),
         "unknown_label": "" if request.GET.get("label", "") == label else request.GET["label"],
         "unknown_checked": "" if checked or not request.GET.get("checked") else request.GET["checked"],
+        "unknown_order": ""
+        if request.GET.get("order", "newest").strip().lower() in {"newest", "confidence", ""}
+        else request.GET["order"],
         "query": query,
         "class_names": class_names,
     }

@@ -191,7 +191,9 @@ def served_model_results() -> dict[str, Any] | None:
 def checked_uploads_report() -> dict[str, Any] | None:
     """Score the active model on the uploads staff checked, as ml.metrics.classification_report does.
 
-    Returns None when there is no active model or it predicted no checked photo.
+    The report covers the classes that occur among those photos' checked or
+    predicted labels. Returns None when there is no active model or it
+    predicted no checked photo.
     """
     from classifier import selectors as classifier_selectors
     from ml.metrics import classification_report  # numpy only, no torch
@@ -202,9 +204,12 @@ def checked_uploads_report() -> dict[str, Any] | None:
     pairs = classifier_selectors.verified_pairs(active)
     if not pairs:
         return None
-    names = list(active.class_names)
-    # A label outside the model's classes (checked under an earlier model) still counts, as a class of its own.
-    names += sorted({label for pair in pairs for label in pair} - set(names))
+    # Only the classes that occur, in the model's order, so a class with no
+    # checked photo and no prediction does not show as a score of 0. A label
+    # outside the model's classes (checked under an earlier model) comes last.
+    present = {label for pair in pairs for label in pair}
+    names = [name for name in active.class_names if name in present]
+    names += sorted(present - set(names))
     index = {name: position for position, name in enumerate(names)}
     report = classification_report(
         [index[checked] for checked, _ in pairs], [index[predicted] for _, predicted in pairs], names
@@ -214,6 +219,7 @@ def checked_uploads_report() -> dict[str, Any] | None:
 
 # Columns of the comparison page's settings table: job_settings keys and their headings.
 SETTINGS_COLUMNS = [
+    ("dataset", "Dataset"),
     ("backbone", "Backbone"),
     ("mode", "Mode"),
     ("epochs", "Epochs"),
@@ -236,6 +242,8 @@ def settings_comparison(jobs: list[TrainingJob]) -> dict[str, Any]:
     values = []
     for job in jobs:
         settings = job_settings(job)
+        settings["dataset"] = job.dataset.name
+        settings["mode"] = job.get_mode_display()
         if settings["split_seed"] is None:
             settings["split_seed"] = settings["seed"]
         values.append(settings)

@@ -448,7 +448,7 @@ def test_list_filters_checked_images(anonymous, admin_user):
     assert [image["id"] for image in only_checked] == [checked.pk]
     assert [image["id"] for image in only_unchecked] == [unchecked.pk]
     assert invalid.status_code == 400
-    assert "checked must be true or false" in invalid.json()["error"]["message"]
+    assert "checked: must be true or false" in invalid.json()["error"]["message"]
 
 
 def test_list_orders_least_confident_first(anonymous):
@@ -462,4 +462,4 @@ def test_list_orders_least_confident_first(anonymous):
 
     assert [image["id"] for image in ordered] == [unsure.pk, sure.pk]
     assert invalid.status_code == 400
-    assert "order" in invalid.json()["error"]["message"]
+    assert "'random' is not an order; use newest or confidence." in invalid.json()["error"]["message"]

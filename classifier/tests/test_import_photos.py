@@ -26,23 +26,32 @@ def test_import_uploads_each_photo_once(photo_folder, django_user_model):
     first = StringIO()
     again = StringIO()
 
-    call_command("import_photos", str(photo_folder), "--owner", "archive", "--hide", stdout=first)
-    call_command("import_photos", str(photo_folder), "--owner", "archive", stdout=again)
+    call_command("import_photos", str(photo_folder), "--owner", "archive", stdout=first)
+    public = list(Upload.objects.filter(is_hidden=False))
+    call_command("import_photos", str(photo_folder), "--owner", "archive", "--hide", stdout=again)
 
     uploads = Upload.objects.order_by("original_name")
+    assert len(public) == 2
     assert [upload.original_name for upload in uploads] == ["Saint Denis/portal 1.png", "nave.jpg"]
     assert all(upload.owner == owner for upload in uploads)
     assert all(upload.is_hidden for upload in uploads)
     assert all(upload.latest_prediction is not None for upload in uploads)
-    assert "2 photos uploaded, 0 imported before and skipped, 0 rejected." in first.getvalue()
-    assert "0 photos uploaded, 2 imported before and skipped, 0 rejected." in again.getvalue()
+    assert "2 photos uploaded, 0 imported before and skipped, 0 rejected. Their predictions" in first.getvalue()
+    assert "0 photos uploaded, 2 imported before and skipped, 0 rejected.\n" in again.getvalue()
+
+
+def test_import_hides_new_photos_from_the_start(photo_folder):
+    call_command("import_photos", str(photo_folder), "--hide", stdout=StringIO())
+
+    assert Upload.objects.count() == 2
+    assert not Upload.objects.filter(is_hidden=False).exists()
 
 
 def test_import_reports_rejected_files_and_keeps_others(photo_folder):
     (photo_folder / "notes.txt").write_text("not a photo")
     output = StringIO()
 
-    with pytest.raises(CommandError, match="1 files were rejected"):
+    with pytest.raises(CommandError, match="1 file rejected, listed above"):
         call_command("import_photos", str(photo_folder), stdout=output)
 
     assert "rejected notes.txt:" in output.getvalue()
@@ -53,10 +62,10 @@ def test_import_rejects_file_over_byte_limit(photo_folder, settings):
     settings.UPLOAD_MAX_BYTES = 100
     output = StringIO()
 
-    with pytest.raises(CommandError, match="2 files were rejected"):
+    with pytest.raises(CommandError, match="2 files rejected, listed above"):
         call_command("import_photos", str(photo_folder), stdout=output)
 
-    assert "larger than the limit of 0.0 MB" in output.getvalue()
+    assert "larger than the limit of 100 bytes" in output.getvalue()
     assert not Upload.objects.exists()
 
 
@@ -65,6 +74,7 @@ def test_import_rejects_file_over_byte_limit(photo_folder, settings):
     [
         (["{folder}/missing"], "folder not found"),
         (["{folder}", "--owner", "nobody"], "user 'nobody' not found"),
+        (["{folder}/nave.jpg"], "is a file, not a folder"),
     ],
 )
 def test_import_rejects_bad_arguments(photo_folder, arguments, message):

@@ -503,7 +503,10 @@ def test_gallery_caption_shows_checked_label(client, admin_user):
 
     page = client.get("/gallery/").content.decode()
 
-    assert 'vault<span class="gallery-checked" title="Checked by staff; predicted apse"> ✓</span>' in page
+    assert (
+        'vault<span class="gallery-checked" title="Checked by staff"> ✓</span>'
+        '<span class="gallery-predicted">predicted apse</span>'
+    ) in page
 
 
 def test_admin_confirm_keeps_existing_labels(admin_client, admin_user):
@@ -529,7 +532,9 @@ def test_admin_filters_uploads_by_checked_label(admin_client, admin_user):
     not_checked = admin_client.get("/admin/classifier/upload/?checked_label=-").context["cl"].result_list
     inner_dome = admin_client.get("/admin/classifier/upload/?checked_label=dome(inner)").context["cl"].result_list
 
+    predicted_apse = admin_client.get("/admin/classifier/upload/?predicted_label=apse").context["cl"].result_list
     assert ">Not checked</a>" in listing
+    assert sorted(upload.pk for upload in predicted_apse) == sorted([checked.pk, unchecked.pk])
     assert ">inner dome</a>" in listing
     assert [upload.pk for upload in not_checked] == [unchecked.pk]
     assert [upload.pk for upload in inner_dome] == [checked.pk]
@@ -578,6 +583,9 @@ def test_gallery_orders_least_confident_first(client):
     positions = [page.index(f'href="/images/{upload.pk}/"') for upload in (unsure, sure, pending)]
     assert positions == sorted(positions)
     assert '<option value="confidence" selected>' in page
+    assert '<span class="gallery-confidence">41%</span>' in page
+    assert "is not an order of the gallery" not in page
+    assert "“random” is not an order of the gallery" in client.get("/gallery/?order=random").content.decode()
     assert 'href="/gallery/export.csv?order=confidence"' in page
     assert [int(row["id"]) for row in export] == [unsure.pk, sure.pk, pending.pk]
     assert [int(row["id"]) for row in newest] == [pending.pk, unsure.pk, sure.pk]

@@ -176,7 +176,7 @@ def test_command_warns_about_single_photo_class(tmp_path, admin_user):
 
     call_command("export_checked_photos", str(tmp_path / "checked"), stdout=output)
 
-    assert "Classes with a single photo, so none in test/: apse." in output.getvalue()
+    assert "Classes with no image in test/: apse. A class needs two checked photos" in output.getvalue()
     assert f"Register it with: manage.py import_dataset {tmp_path / 'checked'}" in output.getvalue()
 
 
@@ -208,7 +208,7 @@ def test_export_links_base_dataset(tmp_path, admin_user, dataset_folder):
     assert (folder / "train" / "apse" / f"{checked.pk}.jpg").is_file()
     assert "class                  train    test  base train  base test" in text
     assert dataset.counts["train"]["apse"] == len(linked) + 1
-    assert "Classes with a single photo" not in text
+    assert "Classes with no image in test/" not in text
 
 
 def test_export_rejects_base_without_splits(tmp_path, admin_user):
@@ -219,3 +219,26 @@ def test_export_rejects_base_without_splits(tmp_path, admin_user):
         classifier_services.checked_photos_export(tmp_path / "out", base_dataset=tmp_path / "base")
 
     assert not (tmp_path / "out").exists()
+
+
+def test_export_names_base_classes_outside_model(tmp_path, admin_user):
+    _checked("apse", 1, admin_user)
+    _checked("apse", 2, admin_user)
+    base = tmp_path / "base"
+    (base / "train" / "chimney").mkdir(parents=True)
+    (base / "test").mkdir()
+    (base / "train" / "chimney" / "a.png").write_bytes(make_image_bytes("PNG", (40, 30)))
+    output = StringIO()
+
+    call_command("export_checked_photos", str(tmp_path / "out"), "--base-dataset", str(base), stdout=output)
+
+    text = output.getvalue()
+    assert "Classes of the base dataset that the active model does not have: chimney." in text
+    assert "Classes with no image in test/: chimney." in text
+
+
+def test_export_rejects_missing_base(tmp_path, admin_user):
+    _checked("apse", 1, admin_user)
+
+    with pytest.raises(classifier_services.CheckedExportError, match="base dataset not found"):
+        classifier_services.checked_photos_export(tmp_path / "out", base_dataset=tmp_path / "missing")

@@ -44,6 +44,23 @@ def test_dashboard_shows_checked_uploads(anonymous_client, admin_user):
     assert 'id="checked-class-table"' in page
 
 
+def test_dashboard_says_when_active_model_scored_no_checked_photo(anonymous_client, admin_user):
+    from classifier import services as classifier_services
+    from classifier.models import Prediction
+    from conftest import make_image_bytes
+
+    classifier_services.model_version_ensure_default()
+    upload = classifier_services.upload_create(name="a.png", data=make_image_bytes("PNG", (40, 30)))
+    Prediction.objects.filter(pk=upload.latest_prediction_id).update(status=Prediction.Status.DONE, label="altar")
+    classifier_services.upload_set_verified_label(upload, label="altar", user=admin_user)
+
+    page = anonymous_client.get("/training/").content.decode()
+
+    assert 'id="checked-table"' in page
+    assert 'id="checked-not-scored"' in page
+    assert 'id="checked-class-table"' not in page
+
+
 def test_checked_uploads_report_scores_active_model(admin_user):
     from classifier import services as classifier_services
     from classifier.models import Prediction
@@ -64,6 +81,7 @@ def test_checked_uploads_report_scores_active_model(admin_user):
     altar = report["class_names"].index("altar")
     apse = report["class_names"].index("apse")
     assert report["n"] == 3
+    assert report["class_names"] == ["altar", "apse"]
     assert report["accuracy"] == pytest.approx(2 / 3)
     assert report["per_class"]["altar"]["precision"] == pytest.approx(0.5)
     assert report["per_class"]["apse"]["recall"] == pytest.approx(0.5)
@@ -299,9 +317,11 @@ def test_compare_page_sets_settings_side_by_side(anonymous_client, make_job):
 
     table = page[page.index('id="settings-table"') :]
     assert '<th scope="col">EMA decay</th>' in table
-    assert '<td class="differs">1</td><td>1</td><td class="differs">off</td>' in table
-    assert '<td class="differs">2</td><td>1</td><td class="differs">0.998</td>' in table
-    assert "<td>0.4500</td>" in table
+    differs = ' <span aria-label="differs">≠</span></td>'
+    assert f'<td class="differs">1{differs}<td>1</td><td class="differs">off{differs}' in table
+    assert f'<td class="differs">2{differs}<td>1</td><td class="differs">0.998{differs}' in table
+    assert "<td>tiny</td><td>efficientnet_lite0</td><td>Full fine-tune</td>" in table
+    assert "<td>0.450</td>" in table
 
 
 def test_compare_json_feeds_chart(anonymous_client, succeeded_job):
@@ -433,10 +453,10 @@ def test_job_page_shows_optional_settings(staff_client, make_job):
     on = staff_client.get(f"/training/jobs/{make_job(split_seed=1, ema_decay=0.998, patience=3).pk}/").content.decode()
 
     assert "<td>4 (the seed)</td>" in off
-    assert "<th>Weight moving average</th><td>off</td>" in off
+    assert "<th>EMA decay (moving average of the weights)</th><td>off</td>" in off
     assert "<th>Early stopping</th><td>off</td>" in off
     assert "<th>Validation split seed</th><td>1</td>" in on
-    assert "decay 0.998 per batch" in on
+    assert "<td>0.998 per batch</td>" in on
     assert "after 3 epochs without improvement" in on
 
 

@@ -20,13 +20,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("folder", help="Folder of photos on this server.")
-        parser.add_argument("--owner", help="User name that owns the uploads, so they appear under 'my uploads'.")
+        parser.add_argument("--owner", help="User name that owns the uploads, so they appear under My uploads.")
         parser.add_argument("--hide", action="store_true", help="Hide the imported photos from the public gallery.")
 
     def handle(self, *args, folder: str, owner: str | None, hide: bool, **options) -> None:
         root = Path(folder).expanduser().resolve()
-        if not root.is_dir():
+        if not root.exists():
             raise CommandError(f"folder not found: {root}")
+        if not root.is_dir():
+            raise CommandError(f"{root} is a file, not a folder. Name the folder that contains the photos.")
         user = None
         if owner:
             user = get_user_model().objects.filter(username=owner).first()
@@ -40,7 +42,7 @@ class Command(BaseCommand):
             if not path.is_file() or any(part.startswith(".") for part in relative.parts):
                 continue
             try:
-                upload = services.upload_import_file(path=path, name=relative.as_posix(), owner=user)
+                upload = services.upload_import_file(path=path, name=relative.as_posix(), owner=user, hidden=hide)
             except ImageRejected as error:
                 rejected.append(relative.as_posix())
                 self.stdout.write(self.style.WARNING(f"rejected {relative.as_posix()}: {error.message}"))
@@ -48,14 +50,18 @@ class Command(BaseCommand):
             if upload is None:
                 already += 1
                 continue
-            if hide:
-                services.upload_set_hidden(upload, hidden=True)
             imported += 1
             self.stdout.write(f"uploaded {relative.as_posix()} as photo {upload.pk}")
 
-        self.stdout.write(
-            f"{imported} photos uploaded, {already} imported before and skipped, {len(rejected)} rejected. "
-            "Their predictions are queued for the inference worker."
+        summary = (
+            f"{_count(imported, 'photo')} uploaded, {already} imported before and skipped, {len(rejected)} rejected."
         )
+        if imported:
+            summary += " Their predictions are queued for the inference worker."
+        self.stdout.write(summary)
         if rejected:
-            raise CommandError(f"{len(rejected)} files were rejected (listed above); the others were uploaded.")
+            raise CommandError(f"{_count(len(rejected), 'file')} rejected, listed above.")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

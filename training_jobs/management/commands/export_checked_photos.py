@@ -67,12 +67,20 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.WARNING(f"Classes with no image in train/: {', '.join(empty)}. Check photos of them first.")
             )
-        too_small = sorted(label for label in labels if total("test", label) == 0 and label not in empty)
-        if too_small:
+        no_test = sorted(label for label in labels if total("test", label) == 0 and label not in empty)
+        if no_test:
             self.stdout.write(
                 self.style.WARNING(
-                    f"Classes with a single photo, so none in test/: {', '.join(too_small)}. "
-                    "Check more photos of them before training."
+                    f"Classes with no image in test/: {', '.join(no_test)}. A class needs two checked photos "
+                    "or more to have one in each split."
+                )
+            )
+        extra = sorted(set(labels) - set(counts["train"]))
+        if extra:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Classes of the base dataset that the active model does not have: {', '.join(extra)}. "
+                    "A model trained on this folder adds them."
                 )
             )
         if not register:
