@@ -64,6 +64,9 @@ def throttle_message(user, wait_seconds: float) -> str:
 class PredictionOutput(serializers.Serializer):
     label = serializers.CharField()
     probabilities = serializers.DictField(child=serializers.FloatField(), source="ordered_probabilities")
+    confidence = serializers.FloatField(
+        allow_null=True, help_text="Probability of the label, the value order=confidence sorts by."
+    )
     model_version = serializers.CharField(source="model_version.version", default=None, allow_null=True)
     predicted_at = serializers.DateTimeField(source="finished_at")
 

@@ -76,7 +76,7 @@ class Upload(models.Model):
     )
     original_name = models.CharField(max_length=255, blank=True)
     is_hidden = models.BooleanField(
-        default=False, help_text="Hidden uploads are left out of the public gallery and API."
+        "hidden", default=False, help_text="Hidden uploads are left out of the public gallery and API."
     )
     # The most recent prediction, kept here so the gallery filters by label
     # with one join.

@@ -461,5 +461,6 @@ def test_list_orders_least_confident_first(anonymous):
     invalid = anonymous.get(IMAGES_URL, {"order": "random"})
 
     assert [image["id"] for image in ordered] == [unsure.pk, sure.pk]
+    assert [image["prediction"]["confidence"] for image in ordered] == [0.5, 0.9]
     assert invalid.status_code == 400
     assert "'random' is not an order; use newest or confidence." in invalid.json()["error"]["message"]

@@ -534,6 +534,7 @@ def test_admin_filters_uploads_by_checked_label(admin_client, admin_user):
 
     predicted_apse = admin_client.get("/admin/classifier/upload/?predicted_label=apse").context["cl"].result_list
     assert ">Not checked</a>" in listing
+    assert "By hidden" in listing
     assert sorted(upload.pk for upload in predicted_apse) == sorted([checked.pk, unchecked.pk])
     assert ">inner dome</a>" in listing
     assert [upload.pk for upload in not_checked] == [unchecked.pk]
