@@ -86,6 +86,10 @@ def class_names() -> list[str]:
     return list(AHE_CLASSES)
 
 
+def _checked_and_predicted() -> QuerySet[Upload]:
+    return Upload.objects.checked(True).filter(latest_prediction__status=Prediction.Status.DONE)
+
+
 def verified_agreement() -> list[dict]:
     """Return, per model version, how many staff-checked photos it predicted and how many it got right.
 
@@ -93,8 +97,7 @@ def verified_agreement() -> list[dict]:
     included. Rows are sorted by version, the active one first.
     """
     rows = (
-        Upload.objects.exclude(verified_label="")
-        .filter(latest_prediction__status=Prediction.Status.DONE)
+        _checked_and_predicted()
         .values("latest_prediction__model_version__version", "latest_prediction__model_version__is_active")
         .annotate(checked=Count("pk"), agreed=Count("pk", filter=Q(latest_prediction__label=F("verified_label"))))
     )
@@ -114,8 +117,8 @@ def verified_agreement() -> list[dict]:
 def verified_pairs(version: ModelVersion) -> list[tuple[str, str]]:
     """Return (checked label, predicted label) for each staff-checked photo whose latest prediction is by ``version``."""
     rows = (
-        Upload.objects.exclude(verified_label="")
-        .filter(latest_prediction__status=Prediction.Status.DONE, latest_prediction__model_version=version)
+        _checked_and_predicted()
+        .filter(latest_prediction__model_version=version)
         .order_by("pk")
         .values_list("verified_label", "latest_prediction__label")
     )

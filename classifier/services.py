@@ -513,7 +513,7 @@ def checked_photos_export(
     if base is not None and not all((base / split).is_dir() for split in ("train", "test")):
         raise CheckedExportError(f"base dataset {base} needs train/<class>/ and test/<class>/ folders.")
 
-    uploads = Upload.objects.exclude(verified_label="").select_related("stored_image").order_by("pk")
+    uploads = Upload.objects.checked(True).select_related("stored_image").order_by("pk")
     if not include_hidden:
         uploads = uploads.filter(is_hidden=False)
     by_content: dict[int, list[Upload]] = {}

@@ -85,7 +85,7 @@ def upload_results(request: HttpRequest) -> HttpResponse:
     return render(request, "classifier/results.html", {"uploads": uploads, "pending": pending})
 
 
-# The spellings of the "checked" filter, the API's true and false included, and the canonical value of each.
+# The spellings of a yes/no filter (checked, mine), the API's true and false included, and the canonical value of each.
 CHECKED_SPELLINGS = {
     "1": "yes",
     "true": "yes",
@@ -110,8 +110,7 @@ def _gallery_filters(request: HttpRequest, user, class_names: list[str]) -> tupl
 
 
 def _mine_requested(request: HttpRequest) -> bool:
-    # The common spellings of true that the API's mine=true also accepts.
-    return request.GET.get("mine", "").strip().lower() in {"1", "true", "yes", "on"}
+    return CHECKED_SPELLINGS.get(request.GET.get("mine", "").strip().lower()) == "yes"
 
 
 def _least_confident_requested(request: HttpRequest) -> bool:

@@ -63,20 +63,7 @@ class TrainingJobLaunchForm(forms.ModelForm):
 
     class Meta:
         model = TrainingJob
-        fields = [
-            "dataset",
-            "backbone",
-            "weights_file",
-            "mode",
-            "epochs",
-            "batch_size",
-            "learning_rate",
-            "image_size",
-            "seed",
-            "split_seed",
-            "ema_decay",
-            "patience",
-        ]
+        fields = ["dataset", *selectors.JOB_SETTINGS]
         help_texts = {
             "weights_file": "Path on the server of ImageNet weights (.safetensors or .pth) for a timm backbone.",
             "mode": "A linear probe trains only the new classification layer; a fine-tune trains every layer.",

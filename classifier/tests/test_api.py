@@ -452,15 +452,15 @@ def test_list_filters_checked_images(anonymous, admin_user):
 
 
 def test_list_orders_least_confident_first(anonymous):
-    sure = _uploaded(label="apse", size=(43, 30))
+    confident = _uploaded(label="apse", size=(43, 30))
     unsure = _uploaded(label="apse", size=(44, 30))
-    Prediction.objects.filter(pk=sure.latest_prediction_id).update(confidence=0.9)
+    Prediction.objects.filter(pk=confident.latest_prediction_id).update(confidence=0.9)
     Prediction.objects.filter(pk=unsure.latest_prediction_id).update(confidence=0.5)
 
     ordered = anonymous.get(IMAGES_URL, {"order": "confidence"}).json()["results"]
     invalid = anonymous.get(IMAGES_URL, {"order": "random"})
 
-    assert [image["id"] for image in ordered] == [unsure.pk, sure.pk]
+    assert [image["id"] for image in ordered] == [unsure.pk, confident.pk]
     assert [image["prediction"]["confidence"] for image in ordered] == [0.5, 0.9]
     assert invalid.status_code == 400
     assert "'random' is not an order; use newest or confidence." in invalid.json()["error"]["message"]

@@ -571,22 +571,22 @@ def test_photo_action_get_returns_to_photo(admin_client, client):
 
 
 def test_gallery_orders_least_confident_first(client):
-    sure = _done(services.upload_create(name="a.jpg", data=make_image_bytes(size=(49, 21))))
+    confident = _done(services.upload_create(name="a.jpg", data=make_image_bytes(size=(49, 21))))
     unsure = _done(services.upload_create(name="b.jpg", data=make_image_bytes(size=(50, 21))))
     pending = services.upload_create(name="c.jpg", data=make_image_bytes(size=(51, 21)))
-    Prediction.objects.filter(pk=sure.latest_prediction_id).update(confidence=0.95)
+    Prediction.objects.filter(pk=confident.latest_prediction_id).update(confidence=0.95)
     Prediction.objects.filter(pk=unsure.latest_prediction_id).update(confidence=0.41)
 
     page = client.get("/gallery/?order=confidence").content.decode()
     export = _csv(client.get("/gallery/export.csv?order=confidence"))
     newest = _csv(client.get("/gallery/export.csv"))
 
-    positions = [page.index(f'href="/images/{upload.pk}/"') for upload in (unsure, sure, pending)]
+    positions = [page.index(f'href="/images/{upload.pk}/"') for upload in (unsure, confident, pending)]
     assert positions == sorted(positions)
     assert '<option value="confidence" selected>' in page
     assert '<span class="gallery-confidence">41%</span>' in page
     assert "is not an order of the gallery" not in page
     assert "“random” is not an order of the gallery" in client.get("/gallery/?order=random").content.decode()
     assert 'href="/gallery/export.csv?order=confidence"' in page
-    assert [int(row["id"]) for row in export] == [unsure.pk, sure.pk, pending.pk]
-    assert [int(row["id"]) for row in newest] == [pending.pk, unsure.pk, sure.pk]
+    assert [int(row["id"]) for row in export] == [unsure.pk, confident.pk, pending.pk]
+    assert [int(row["id"]) for row in newest] == [pending.pk, unsure.pk, confident.pk]

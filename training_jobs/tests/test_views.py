@@ -44,7 +44,7 @@ def test_dashboard_shows_checked_uploads(anonymous_client, admin_user):
     assert 'id="checked-class-table"' in page
 
 
-def test_dashboard_says_when_active_model_scored_no_checked_photo(anonymous_client, admin_user):
+def test_dashboard_notes_unscored_checked_photos(anonymous_client, admin_user):
     from classifier import services as classifier_services
     from classifier.models import Prediction
     from conftest import make_image_bytes
