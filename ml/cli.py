@@ -60,6 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--ema-decay", type=float, help=f"weight moving-average decay per batch (default {defaults.ema_decay})"
     )
+    train.add_argument(
+        "--cutmix-prob",
+        type=float,
+        help=f"share of batches mixed by CutMix, 0 to 1 (default {defaults.cutmix_prob}, off)",
+    )
+    train.add_argument(
+        "--cutmix-alpha",
+        type=float,
+        help=f"CutMix box areas are drawn from Beta(alpha, alpha) (default {defaults.cutmix_alpha})",
+    )
     train.add_argument("--patience", type=int, help=f"early-stopping patience in epochs (default {defaults.patience})")
     train.add_argument("--seed", type=int, help=f"random seed (default {defaults.seed})")
     train.add_argument("--split-seed", type=int, help="seed of the validation split (default: --seed)")

@@ -18,6 +18,7 @@ DISTILL_DEFAULTS = (0.5, 2.0)  # distill_weight and distill_temperature
 # Above this the softened outputs are all but uniform, and far above it the
 # temperature-squared factor overflows the loss.
 MAX_DISTILL_TEMPERATURE = 100.0
+CUTMIX_DEFAULT_ALPHA = 1.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,13 @@ class TrainConfig:
     # quality 90), so the epoch is chosen on images that look like the test set.
     val_jpeg_quality: int | None = 90
     crop_scale: tuple[float, float] = (0.6, 1.0)  # random-resized-crop area range
+    # CutMix (Yun et al., ICCV 2019): in this share of training batches, a
+    # random box of each image is replaced by the same box of another image
+    # of the batch, and the loss is shared between both labels by area.
+    # 0 turns it off, and a run then draws no random numbers for it.
+    cutmix_prob: float = 0.0
+    # The box's share of the image is drawn from Beta(alpha, alpha); 1 is uniform.
+    cutmix_alpha: float = CUTMIX_DEFAULT_ALPHA
     val_fraction: float = 0.1  # stratified share of train/ held out for model selection
     # Stop after this many epochs without a better val macro-F1. Off by
     # default: under a cosine schedule the validation score often dips while
@@ -134,6 +142,14 @@ class TrainConfig:
             problems.append(
                 "distill_weight and distill_temperature apply only with a teacher: "
                 "set teacher, or leave them at their defaults"
+            )
+        if not 0 <= self.cutmix_prob <= 1:
+            problems.append(f"cutmix_prob must be between 0 and 1, got {self.cutmix_prob}")
+        if not 0 < self.cutmix_alpha <= 100:
+            problems.append(f"cutmix_alpha must be above 0 and at most 100, got {self.cutmix_alpha}")
+        elif self.cutmix_prob == 0 and self.cutmix_alpha != CUTMIX_DEFAULT_ALPHA:
+            problems.append(
+                "cutmix_alpha applies only with CutMix on: set cutmix_prob above 0, or leave cutmix_alpha at 1"
             )
         if self.weights_file is not None and not Path(self.weights_file).is_file():
             problems.append(f"weights_file not found: {self.weights_file}")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -163,6 +164,40 @@ class WeightAverage:
                 average.copy_(current[name])
 
 
+class CutMix:
+    """CutMix (Yun et al., "CutMix: Regularization Strategy to Train Strong Classifiers", ICCV 2019).
+
+    In a `prob` share of batches, one random box, the same for the whole
+    batch, is copied into each image from another image of the batch. The
+    box covers a share of the image drawn from Beta(alpha, alpha), clipped
+    at the image's edges, and the loss gives each label its share of the area.
+    Draws come from a NumPy generator of its own, so runs without CutMix keep
+    the random state they had before it existed and repeat exactly.
+    """
+
+    def __init__(self, prob: float, alpha: float, seed: int):
+        self.prob = prob
+        self.alpha = alpha
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+        """Return (images, order, kept): image i was pasted from image order[i], and kept is
+        the share of each image left as it was. A batch left alone comes back with order None."""
+        if self.rng.random() >= self.prob:
+            return images, None, 1.0
+        count, _, height, width = images.shape
+        side = math.sqrt(1.0 - self.rng.beta(self.alpha, self.alpha))
+        box_height, box_width = int(height * side), int(width * side)
+        centre_y, centre_x = int(self.rng.integers(height)), int(self.rng.integers(width))
+        top, bottom = max(0, centre_y - box_height // 2), min(height, centre_y + box_height // 2)
+        left, right = max(0, centre_x - box_width // 2), min(width, centre_x + box_width // 2)
+        order = torch.from_numpy(self.rng.permutation(count)).to(images.device)
+        mixed = images.clone()
+        mixed[:, :, top:bottom, left:right] = images[order, :, top:bottom, left:right]
+        kept = 1.0 - (bottom - top) * (right - left) / (height * width)
+        return mixed, order, kept
+
+
 def freeze_backbone(model: nn.Module) -> None:
     """Leave only the classifier trainable, for the linear-probe mode."""
     classifier = model.get_classifier()
@@ -193,13 +228,15 @@ def train_one_epoch(
     should_stop,
     average=None,
     teacher=None,
+    cutmix=None,
 ) -> dict:
     """Train for one pass over `loader`; return the mean loss and the time taken.
 
     `average`, a WeightAverage or None, is updated after every batch.
     `teacher`, a network in eval mode or None, scores the same augmented
     batch as the student, and config.distill_weight of the loss is spent
-    matching its outputs.
+    matching its outputs. `cutmix`, a CutMix or None, mixes batches before
+    the networks see them, the teacher included.
     """
     set_train_mode(model, config.mode)
     use_amp = device.type == "cuda"
@@ -211,9 +248,14 @@ def train_one_epoch(
             raise Cancelled
         images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         targets = targets.to(device, non_blocking=True)
+        order, kept = None, 1.0
+        if cutmix is not None:
+            images, order, kept = cutmix(images)
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             logits = model(images)
             loss = loss_fn(logits, targets)
+            if order is not None:
+                loss = kept * loss + (1.0 - kept) * loss_fn(logits, targets[order])
             if teacher is not None:
                 with torch.no_grad():
                     teacher_logits = teacher(images)
@@ -384,6 +426,7 @@ def fit(
     # With ema_decay, the moving average is what gets validated and saved.
     average = WeightAverage(model, config.ema_decay) if config.ema_decay is not None else None
     scored_model = average.model if average is not None else model
+    cutmix = CutMix(config.cutmix_prob, config.cutmix_alpha, config.seed) if config.cutmix_prob > 0 else None
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     base_description = {
         "backbone": config.backbone,
@@ -428,6 +471,7 @@ def fit(
                 should_stop,
                 average=average,
                 teacher=teacher,
+                cutmix=cutmix,
             )
             val = validate(scored_model, data.val, device, config, data.class_names)
             training_weights = None
@@ -486,8 +530,6 @@ def _summary(report: dict) -> dict:
 
 def _seed_worker(worker_id: int) -> None:
     import random
-
-    import numpy as np
 
     seed = torch.initial_seed() % 2**32
     random.seed(seed)

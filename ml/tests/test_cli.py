@@ -227,3 +227,21 @@ def test_train_config_error_names_renamed_flags(tmp_path, capsys):
     assert code == 2
     assert "num_workers" in err
     assert "(num_workers is set by --workers)" in err
+
+
+def test_train_flags_set_cutmix_fields():
+    from ml.cli import _train_config, build_parser
+
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--cutmix-prob", "0.5"])
+    config = _train_config(args)
+
+    assert (config.cutmix_prob, config.cutmix_alpha) == (0.5, 1.0)
+
+
+def test_train_rejects_cutmix_alpha_without_cutmix(tmp_path, capsys):
+    code = main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "out"), "--cutmix-alpha", "0.4"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "cutmix_alpha applies only with CutMix on: set cutmix_prob above 0" in err
+    assert "(cutmix_alpha is set by --cutmix-alpha)" in err

@@ -5,7 +5,7 @@ from ml.checkpoints import load_checkpoint, read_description
 from ml.config import TrainConfig
 from ml.errors import ConfigError, TrainingError
 from ml.evaluation import evaluate
-from ml.training import WeightAverage, build_optimizer, distillation_loss, fit, train_one_epoch
+from ml.training import CutMix, WeightAverage, build_optimizer, distillation_loss, fit, train_one_epoch
 
 
 def _config(data, out, **overrides):
@@ -125,6 +125,10 @@ def test_evaluate_returns_metrics_and_samples(tiny_dataset, tmp_path):
         ("distill_temperature", 0.0, "distill_temperature must be above 0 and at most 100, got 0.0"),
         ("distill_temperature", float("inf"), "distill_temperature must be above 0 and at most 100, got inf"),
         ("distill_weight", 0.9, "distill_weight and distill_temperature apply only with a teacher"),
+        ("cutmix_prob", 1.5, "cutmix_prob must be between 0 and 1, got 1.5"),
+        ("cutmix_prob", float("nan"), "cutmix_prob must be between 0 and 1, got nan"),
+        ("cutmix_alpha", 0.0, "cutmix_alpha must be above 0 and at most 100, got 0.0"),
+        ("cutmix_alpha", 0.5, "cutmix_alpha applies only with CutMix on"),
     ],
 )
 def test_config_validation_names_the_field(tmp_path, field, value, message):
@@ -353,3 +357,51 @@ def test_non_finite_loss_stops_training():
         )
 
     assert torch.equal(model[0].weight, before)
+
+
+def test_cutmix_pastes_one_box_and_reports_the_kept_area():
+    # Each image is filled with its own index, so every pixel tells where it came from.
+    images = torch.arange(8, dtype=torch.float32).view(8, 1, 1, 1).expand(8, 3, 20, 30).clone()
+
+    mixed, order, kept = CutMix(prob=1.0, alpha=1.0, seed=4)(images)
+
+    assert sorted(order.tolist()) == list(range(8))
+    for index in range(8):
+        pasted = mixed[index, 0] == order[index]
+        own = mixed[index, 0] == index
+        # Pixels are either the image's own or its partner's; the partner's share is 1 - kept.
+        assert torch.all(pasted | own)
+        if order[index] != index:
+            assert pasted.float().mean().item() == pytest.approx(1 - kept)
+            rows, columns = pasted.nonzero(as_tuple=True)
+            box = (rows.max() - rows.min() + 1) * (columns.max() - columns.min() + 1)
+            assert box.item() == pasted.sum().item()  # one solid rectangle
+    assert 0 <= kept <= 1
+    assert torch.equal(images[:, 0, 0, 0], torch.arange(8, dtype=torch.float32))  # input untouched
+
+
+def test_cutmix_mixes_about_its_share_of_batches_and_repeats_with_a_seed():
+    images = torch.rand(4, 3, 16, 16)
+
+    def draws(seed):
+        cutmix = CutMix(prob=0.5, alpha=1.0, seed=seed)
+        return [cutmix(images) for _ in range(200)]
+
+    first, again = draws(1), draws(1)
+    mixed_batches = [kept for _, order, kept in first if order is not None]
+    assert 70 <= len(mixed_batches) <= 130
+    # Beta(1, 1) asks for half the area on average; boxes clipped at the edges keep more.
+    assert 0.5 < sum(mixed_batches) / len(mixed_batches) < 0.85
+    assert [kept for _, _, kept in first] == [kept for _, _, kept in again]
+    assert all(order is None and kept == 1.0 and out is images for out, order, kept in first if order is None)
+
+
+def test_fit_with_cutmix_changes_the_loss_and_keeps_plain_runs_unchanged(tiny_dataset, tmp_path):
+    plain = fit(_config(tiny_dataset, tmp_path / "plain", epochs=1, seed=0))
+    mixed = fit(_config(tiny_dataset, tmp_path / "mixed", epochs=1, seed=0, cutmix_prob=1.0, cutmix_alpha=2.0))
+    plain_again = fit(_config(tiny_dataset, tmp_path / "again", epochs=1, seed=0, cutmix_prob=0.0))
+
+    assert mixed.history[0]["train_loss"] != pytest.approx(plain.history[0]["train_loss"], rel=1e-3)
+    assert plain_again.history[0]["train_loss"] == pytest.approx(plain.history[0]["train_loss"], rel=1e-5)
+    stored = read_description(mixed.model_dir)["config"]
+    assert (stored["cutmix_prob"], stored["cutmix_alpha"]) == (1.0, 2.0)
