@@ -9,7 +9,7 @@ from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotAuthenticated, Throttled
+from rest_framework.exceptions import NotAuthenticated, NotFound, Throttled
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
@@ -376,20 +376,24 @@ class ImageCollectionApi(APIView):
         return Response({"results": results}, status=response_status)
 
 
+def _visible_upload(upload_id: int, user) -> Upload:
+    """The upload `user` may see, or a 404 in the API's error body (hidden and private ones are not found)."""
+    upload = selectors.upload_get_for_user(upload_id, user)
+    if upload is None:
+        raise NotFound(f"Image {upload_id} not found.")
+    return upload
+
+
 class ImageDetailApi(APIView):
     @extend_schema(operation_id="images_retrieve", responses=ImageOutput)
     def get(self, request, upload_id: int):
-        upload = selectors.upload_get_for_user(upload_id, request.user)
-        if upload is None:
-            return error_response("not_found", f"Image {upload_id} not found.", status.HTTP_404_NOT_FOUND)
+        upload = _visible_upload(upload_id, request.user)
         return Response(ImageOutput(upload, context={"request": request}).data)
 
     @extend_schema(operation_id="images_destroy", responses={204: None})
     def delete(self, request, upload_id: int):
         """Delete an image and its predictions (the uploader and staff only)."""
-        upload = selectors.upload_get_for_user(upload_id, request.user)
-        if upload is None:
-            return error_response("not_found", f"Image {upload_id} not found.", status.HTTP_404_NOT_FOUND)
+        upload = _visible_upload(upload_id, request.user)
         if not request.user.is_authenticated:
             raise NotAuthenticated("Log in or send an API token to delete your images.")
         if not selectors.can_see_private(request.user, upload):
@@ -414,9 +418,7 @@ class ImageHideApi(APIView):
         serializer = self.Input(data=request.data)
         serializer.is_valid(raise_exception=True)
 
-        upload = selectors.upload_get_for_user(upload_id, request.user)
-        if upload is None:
-            return error_response("not_found", f"Image {upload_id} not found.", status.HTTP_404_NOT_FOUND)
+        upload = _visible_upload(upload_id, request.user)
 
         services.upload_set_hidden(upload, hidden=serializer.validated_data["hidden"])
         return Response(ImageOutput(upload, context={"request": request}).data)
@@ -438,9 +440,7 @@ class ImageLabelApi(APIView):
         serializer = self.Input(data=request.data)
         serializer.is_valid(raise_exception=True)
 
-        upload = selectors.upload_get_for_user(upload_id, request.user)
-        if upload is None:
-            return error_response("not_found", f"Image {upload_id} not found.", status.HTTP_404_NOT_FOUND)
+        upload = _visible_upload(upload_id, request.user)
 
         try:
             services.upload_set_verified_label(
@@ -458,9 +458,7 @@ class ImagePredictApi(APIView):
 
     @extend_schema(operation_id="images_predict", request=None, responses={202: ImageOutput})
     def post(self, request, upload_id: int):
-        upload = selectors.upload_get_for_user(upload_id, request.user)
-        if upload is None:
-            return error_response("not_found", f"Image {upload_id} not found.", status.HTTP_404_NOT_FOUND)
+        upload = _visible_upload(upload_id, request.user)
 
         services.prediction_request(upload)
         upload = selectors.upload_get_for_user(upload_id, request.user)

@@ -250,6 +250,23 @@ def test_original_url_only_for_uploader_and_staff(member, member_client, staff_c
     assert APIClient().get(url).json()["original_url"] is None
 
 
+@pytest.mark.parametrize(
+    ("method", "suffix", "body"),
+    [
+        ("get", "", None),
+        ("delete", "", None),
+        ("post", "hide/", {"hidden": True}),
+        ("post", "label/", {"label": "apse"}),
+        ("post", "predict/", None),
+    ],
+)
+def test_every_image_endpoint_answers_404_for_a_missing_image(staff_client, method, suffix, body):
+    response = getattr(staff_client, method)(f"{IMAGES_URL}999999/{suffix}", body, format="json")
+
+    assert response.status_code == 404
+    assert response.json() == {"error": {"code": "not_found", "message": "Image 999999 not found."}}
+
+
 def test_detail_unknown_is_404(anonymous):
     response = anonymous.get(f"{IMAGES_URL}999999/")
 
@@ -427,13 +444,6 @@ def test_label_null_clears_it(staff_client):
     assert response.status_code == 200
     assert response.json()["verified_label"] is None
     assert Upload.objects.get(pk=upload.pk).verified_label == ""
-
-
-def test_label_of_missing_image_is_404(staff_client):
-    response = staff_client.post(f"{IMAGES_URL}999999/label/", {"label": "apse"}, format="json")
-
-    assert response.status_code == 404
-    assert response.json()["error"]["code"] == "not_found"
 
 
 def test_list_filters_checked_images(anonymous, admin_user):
