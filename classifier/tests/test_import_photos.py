@@ -1,5 +1,6 @@
 """manage.py import_photos: a folder on the server uploaded as a batch."""
 
+import logging
 from io import StringIO
 
 import pytest
@@ -82,3 +83,17 @@ def test_import_rejects_bad_arguments(photo_folder, arguments, message):
         call_command("import_photos", *[argument.format(folder=photo_folder) for argument in arguments])
 
     assert not Upload.objects.exists()
+
+
+def test_import_shows_service_log_lines_only_when_verbose(photo_folder, caplog):
+    caplog.set_level("INFO")
+
+    call_command("import_photos", str(photo_folder), stdout=StringIO())
+    quiet = [record.getMessage() for record in caplog.records if record.name.startswith("classifier")]
+    caplog.clear()
+    call_command("import_photos", str(photo_folder / "Saint Denis"), "--verbosity", "2", stdout=StringIO())
+    verbose = [record.getMessage() for record in caplog.records if record.name.startswith("classifier")]
+
+    assert not any("created from" in message for message in quiet)
+    assert any("created from 'portal 1.png'" in message for message in verbose)
+    assert logging.getLogger("classifier").level == logging.NOTSET  # restored after the command

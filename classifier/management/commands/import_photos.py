@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
@@ -35,6 +37,19 @@ class Command(BaseCommand):
             if user is None:
                 raise CommandError(f"user {owner!r} not found. Create it in the admin first.")
 
+        with _service_logs_shown(options["verbosity"] >= 2):
+            imported, already, rejected = self._import(root, user, hide)
+
+        summary = (
+            f"{_count(imported, 'photo')} uploaded, {already} imported before and skipped, {len(rejected)} rejected."
+        )
+        if imported:
+            summary += " Their predictions are queued for the inference worker."
+        self.stdout.write(summary)
+        if rejected:
+            raise CommandError(f"{_count(len(rejected), 'file')} rejected, listed above.")
+
+    def _import(self, root: Path, user, hide: bool) -> tuple[int, int, list[str]]:
         imported = already = 0
         rejected: list[str] = []
         for path in sorted(root.rglob("*")):
@@ -52,15 +67,20 @@ class Command(BaseCommand):
                 continue
             imported += 1
             self.stdout.write(f"uploaded {relative.as_posix()} as photo {upload.pk}")
+        return imported, already, rejected
 
-        summary = (
-            f"{_count(imported, 'photo')} uploaded, {already} imported before and skipped, {len(rejected)} rejected."
-        )
-        if imported:
-            summary += " Their predictions are queued for the inference worker."
-        self.stdout.write(summary)
-        if rejected:
-            raise CommandError(f"{_count(len(rejected), 'file')} rejected, listed above.")
+
+@contextmanager
+def _service_logs_shown(shown: bool):
+    """Hide the services' INFO lines, which repeat this command's own line per file, unless -v 2 asks for them."""
+    logger = logging.getLogger("classifier")
+    level = logger.level
+    if not shown:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _count(number: int, noun: str) -> str:
