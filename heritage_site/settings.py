@@ -213,13 +213,14 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Celery. CELERY_BROKER_URL=redis://host:6379/0 in production; the local
-# default is kombu's filesystem transport, which needs no server.
+# default is kombu's filesystem transport, which needs no server. It ignores
+# the host name, but without one kombu warns on every connection.
 # Redis and the filesystem transport are the brokers this project tests.
 _BROKER_SCHEMES = ("redis", "rediss", "filesystem")
 CELERY_BROKER_URL = (
     env_url("CELERY_BROKER_URL", None, _BROKER_SCHEMES, required=True)
     if IS_PRODUCTION
-    else env_url("CELERY_BROKER_URL", "filesystem://", _BROKER_SCHEMES)
+    else env_url("CELERY_BROKER_URL", "filesystem://localhost/", _BROKER_SCHEMES)
 )
 BROKER_DIR = Path(env_str("CELERY_BROKER_DIR", str(VAR_DIR / "broker")))
 INFERENCE_TASK_SOFT_TIME_LIMIT = env_int("INFERENCE_TASK_SOFT_TIME_LIMIT", 120, minimum=1)

@@ -31,7 +31,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # Tests send tasks to a filesystem broker in the temporary folder, even when
 # CELERY_BROKER_URL points at a real Redis (as in CI). The end-to-end
 # fixtures set HERITAGE_TEST_BROKER_URL for the worker processes they start.
-CELERY_BROKER_URL = os.environ.get("HERITAGE_TEST_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = os.environ.get("HERITAGE_TEST_BROKER_URL", "filesystem://localhost/")
 # Celery reads this variable itself and prefers it to broker_url.
 os.environ.pop("CELERY_BROKER_URL", None)
 

@@ -23,10 +23,10 @@ SECRET = "production-test-secret-" + "x" * 40
 COMPOSE_ENV = {"SECRET_KEY": SECRET, "ALLOWED_HOSTS": "heritage.example.org", "POSTGRES_PASSWORD": "compose-password"}
 
 
-def _django_check(env: dict[str, str]) -> subprocess.CompletedProcess:
+def _django_check(env: dict[str, str], code: str = "print('configured')") -> subprocess.CompletedProcess:
     base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DJANGO_SETTINGS_MODULE": "heritage_site.settings"}
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); print('configured')"],
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
         cwd=REPO_ROOT,
         env={**base, **env},
         capture_output=True,
@@ -41,6 +41,19 @@ def test_development_defaults_need_no_environment():
 
     assert result.returncode == 0, result.stderr
     assert "configured" in result.stdout
+
+
+def test_default_broker_connects_without_a_warning(tmp_path):
+    # kombu warns "No hostname was supplied" on every connection to a URL without one,
+    # which every command that queued a task used to print.
+    connect = "from heritage_site.celery import app; print(app.connection_for_write().as_uri())"
+
+    result = _django_check({"HERITAGE_VAR_DIR": str(tmp_path)}, connect)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("filesystem://")
+    assert "No hostname was supplied" not in result.stderr
+    assert (tmp_path / "broker" / "queue").is_dir()
 
 
 @pytest.mark.parametrize(
