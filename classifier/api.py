@@ -377,7 +377,7 @@ class ImageCollectionApi(APIView):
 
 
 def _visible_upload(upload_id: int, user) -> Upload:
-    """The upload `user` may see, or a 404 in the API's error body (hidden and private ones are not found)."""
+    """Return the upload `user` may see, or raise NotFound; hidden and private uploads count as not found."""
     upload = selectors.upload_get_for_user(upload_id, user)
     if upload is None:
         raise NotFound(f"Image {upload_id} not found.")

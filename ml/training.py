@@ -181,8 +181,9 @@ class CutMix:
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, float]:
-        """Return (images, order, kept): image i was pasted from image order[i], and kept is
-        the share of each image left as it was. A batch left alone comes back with order None."""
+        """Return (images, order, own_share): image i holds a box of image order[i], and
+        own_share is the share of each image left as it was. A batch left alone comes
+        back with order None and own_share 1."""
         if self.rng.random() >= self.prob:
             return images, None, 1.0
         count, _, height, width = images.shape
@@ -194,8 +195,8 @@ class CutMix:
         order = torch.from_numpy(self.rng.permutation(count)).to(images.device)
         mixed = images.clone()
         mixed[:, :, top:bottom, left:right] = images[order, :, top:bottom, left:right]
-        kept = 1.0 - (bottom - top) * (right - left) / (height * width)
-        return mixed, order, kept
+        own_share = 1.0 - (bottom - top) * (right - left) / (height * width)
+        return mixed, order, own_share
 
 
 def freeze_backbone(model: nn.Module) -> None:
@@ -248,14 +249,14 @@ def train_one_epoch(
             raise Cancelled
         images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         targets = targets.to(device, non_blocking=True)
-        order, kept = None, 1.0
+        order, own_share = None, 1.0
         if cutmix is not None:
-            images, order, kept = cutmix(images)
+            images, order, own_share = cutmix(images)
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             logits = model(images)
             loss = loss_fn(logits, targets)
             if order is not None:
-                loss = kept * loss + (1.0 - kept) * loss_fn(logits, targets[order])
+                loss = own_share * loss + (1.0 - own_share) * loss_fn(logits, targets[order])
             if teacher is not None:
                 with torch.no_grad():
                     teacher_logits = teacher(images)

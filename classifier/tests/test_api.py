@@ -260,7 +260,7 @@ def test_original_url_only_for_uploader_and_staff(member, member_client, staff_c
         ("post", "predict/", None),
     ],
 )
-def test_every_image_endpoint_answers_404_for_a_missing_image(staff_client, method, suffix, body):
+def test_image_endpoints_missing_image_404(staff_client, method, suffix, body):
     response = getattr(staff_client, method)(f"{IMAGES_URL}999999/{suffix}", body, format="json")
 
     assert response.status_code == 404

@@ -359,28 +359,28 @@ def test_non_finite_loss_stops_training():
     assert torch.equal(model[0].weight, before)
 
 
-def test_cutmix_pastes_one_box_and_reports_the_kept_area():
-    # Each image is filled with its own index, so every pixel tells where it came from.
+def test_cutmix_pastes_one_box():
+    # Each image is filled with its own index, so every pixel shows its source image.
     images = torch.arange(8, dtype=torch.float32).view(8, 1, 1, 1).expand(8, 3, 20, 30).clone()
 
-    mixed, order, kept = CutMix(prob=1.0, alpha=1.0, seed=4)(images)
+    mixed, order, own_share = CutMix(prob=1.0, alpha=1.0, seed=4)(images)
 
     assert sorted(order.tolist()) == list(range(8))
     for index in range(8):
         pasted = mixed[index, 0] == order[index]
         own = mixed[index, 0] == index
-        # Pixels are either the image's own or its partner's; the partner's share is 1 - kept.
+        # Pixels are either the image's own or its partner's; the partner's share is 1 - own_share.
         assert torch.all(pasted | own)
         if order[index] != index:
-            assert pasted.float().mean().item() == pytest.approx(1 - kept)
+            assert pasted.float().mean().item() == pytest.approx(1 - own_share)
             rows, columns = pasted.nonzero(as_tuple=True)
             box = (rows.max() - rows.min() + 1) * (columns.max() - columns.min() + 1)
             assert box.item() == pasted.sum().item()  # one solid rectangle
-    assert 0 <= kept <= 1
+    assert 0 <= own_share <= 1
     assert torch.equal(images[:, 0, 0, 0], torch.arange(8, dtype=torch.float32))  # input untouched
 
 
-def test_cutmix_mixes_about_its_share_of_batches_and_repeats_with_a_seed():
+def test_cutmix_batch_share_and_seed():
     images = torch.rand(4, 3, 16, 16)
 
     def draws(seed):
@@ -388,15 +388,15 @@ def test_cutmix_mixes_about_its_share_of_batches_and_repeats_with_a_seed():
         return [cutmix(images) for _ in range(200)]
 
     first, again = draws(1), draws(1)
-    mixed_batches = [kept for _, order, kept in first if order is not None]
+    mixed_batches = [own_share for _, order, own_share in first if order is not None]
     assert 70 <= len(mixed_batches) <= 130
-    # Beta(1, 1) asks for half the area on average; boxes clipped at the edges keep more.
+    # Beta(1, 1) gives half the area on average; boxes clipped at the edges keep more.
     assert 0.5 < sum(mixed_batches) / len(mixed_batches) < 0.85
-    assert [kept for _, _, kept in first] == [kept for _, _, kept in again]
-    assert all(order is None and kept == 1.0 and out is images for out, order, kept in first if order is None)
+    assert [own_share for _, _, own_share in first] == [own_share for _, _, own_share in again]
+    assert all(order is None and own_share == 1.0 and out is images for out, order, own_share in first if order is None)
 
 
-def test_fit_with_cutmix_changes_the_loss_and_keeps_plain_runs_unchanged(tiny_dataset, tmp_path):
+def test_fit_cutmix_and_plain_runs(tiny_dataset, tmp_path):
     plain = fit(_config(tiny_dataset, tmp_path / "plain", epochs=1, seed=0))
     mixed = fit(_config(tiny_dataset, tmp_path / "mixed", epochs=1, seed=0, cutmix_prob=1.0, cutmix_alpha=2.0))
     plain_again = fit(_config(tiny_dataset, tmp_path / "again", epochs=1, seed=0, cutmix_prob=0.0))

@@ -37,7 +37,7 @@ class Command(BaseCommand):
             if user is None:
                 raise CommandError(f"user {owner!r} not found. Create it in the admin first.")
 
-        with _service_logs_shown(options["verbosity"] >= 2):
+        with _service_logs_shown(show_info=options["verbosity"] >= 2):
             imported, already, rejected = self._import(root, user, hide)
 
         summary = (
@@ -71,11 +71,11 @@ class Command(BaseCommand):
 
 
 @contextmanager
-def _service_logs_shown(shown: bool):
-    """Hide the services' INFO lines, which repeat this command's own line per file, unless -v 2 asks for them."""
+def _service_logs_shown(show_info: bool):
+    """Hide the services' INFO lines, which repeat this command's own line per file, unless show_info is set (-v 2)."""
     logger = logging.getLogger("classifier")
     level = logger.level
-    if not shown:
+    if not show_info:
         logger.setLevel(logging.WARNING)
     try:
         yield
