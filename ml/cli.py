@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="JSON file with TrainConfig fields; flags override it")
     train.add_argument("--data", dest="data_dir", help="dataset root with train/<class>/ folders")
     train.add_argument("--out", dest="out_dir", help="output folder for model.safetensors and model.json")
+    train.add_argument("--overwrite", action="store_true", help="replace a model already saved in the --out folder")
     train.add_argument("--backbone", help=f"Lite name or timm architecture (default {defaults.backbone})")
     train.add_argument("--weights", dest="weights_file", help="local ImageNet weights for a timm architecture")
     train.add_argument("--mode", choices=MODES, help=f"what to train (default {defaults.mode})")
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write a smaller inference copy of a model")
     export.add_argument("model", help="model folder with model.json")
     export.add_argument("--out", required=True, help="output folder")
+    export.add_argument("--overwrite", action="store_true", help="replace a model already saved in the --out folder")
     export.add_argument(
         "--dtype", choices=("int8", "float16"), default="int8", help="weight storage type (default int8)"
     )
@@ -118,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     average.add_argument("models", nargs="+", help="two or more model folders trained with the same split seed")
     average.add_argument("--data", help="dataset root (default: the path in the models' training config)")
     average.add_argument("--out", help="save the model chosen by --keep to this folder")
+    average.add_argument("--overwrite", action="store_true", help="replace a model already saved in the --out folder")
     average.add_argument(
         "--keep",
         choices=("average", "ensemble"),
@@ -159,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     except MLError as error:
         print(f"error: {error}", file=sys.stderr)
         for field, flag in getattr(args, "flag_names", {}).items():
-            if re.search(rf"\b{field}\b", str(error)):
+            if re.search(rf"\b{field}\b", str(error)) and flag not in str(error):
                 print(f"  ({field} is set by {flag})", file=sys.stderr)
         return 2
 
@@ -178,12 +181,24 @@ def _train_config(args):
     return TrainConfig(**flags)
 
 
+def _refuse_existing_model(out_dir: str, overwrite: bool) -> None:
+    """Raise ConfigError if out_dir already holds a model and --overwrite was not given."""
+    from ml.errors import ConfigError
+
+    if not overwrite and (Path(out_dir) / "model.json").exists():
+        raise ConfigError(
+            f"{out_dir} already holds a model (model.json). Choose another --out folder, "
+            "or pass --overwrite to replace it."
+        )
+
+
 def run_train(args) -> int:
     from tqdm import tqdm
 
     from ml.training import fit
 
     config = _train_config(args)
+    _refuse_existing_model(config.out_dir, args.overwrite)
     bar = None
 
     def on_progress(event: dict) -> None:
@@ -272,6 +287,8 @@ def _print_prediction_error(file: str, message: str, as_json: bool) -> None:
 def run_average(args) -> int:
     from ml.averaging import compare_on_validation, format_comparison
 
+    if args.out:
+        _refuse_existing_model(args.out, args.overwrite)
     result = compare_on_validation(
         args.models, args.data, args.out, recalibrate=args.recalibrate, device=args.device, keep=args.keep
     )
@@ -282,6 +299,7 @@ def run_average(args) -> int:
 def run_export(args) -> int:
     from ml.export import export_model
 
+    _refuse_existing_model(args.out, args.overwrite)
     report = export_model(args.model, args.out, args.dtype, args.data)
     print(json.dumps(report, indent=2))
     return 0

@@ -245,3 +245,34 @@ def test_train_rejects_cutmix_alpha_without_cutmix(tmp_path, capsys):
     assert code == 2
     assert "cutmix_alpha applies only with CutMix on: set cutmix_prob above 0" in err
     assert "(cutmix_alpha is set by --cutmix-alpha)" in err
+
+
+@pytest.mark.parametrize("command", [["train", "--data", "d"], ["export", "m"], ["average", "a", "b"]])
+def test_out_folder_with_model_is_refused(tmp_path, capsys, command):
+    (tmp_path / "model.json").write_text("{}")
+
+    code = main([*command, "--out", str(tmp_path)])
+
+    assert code == 2
+    assert f"error: {tmp_path} already holds a model (model.json)" in capsys.readouterr().err
+    assert (tmp_path / "model.json").read_text() == "{}"
+
+
+def test_overwrite_lets_train_reuse_out_folder(tmp_path, capsys):
+    (tmp_path / "model.json").write_text("{}")
+
+    code = main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path), "--overwrite"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "already holds a model" not in err
+    assert f"dataset folder not found: {tmp_path / 'missing'}" in err
+
+
+def test_missing_flag_error_has_no_repeated_hint(tmp_path, capsys):
+    code = main(["train", "--out", str(tmp_path / "out")])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "error: --data is required unless --config gives data_dir" in err
+    assert "is set by --data" not in err
