@@ -21,7 +21,7 @@ from classifier.api import UploadAnonThrottle, UploadUserThrottle, create_upload
 from classifier.imaging import ACCEPT_ATTRIBUTE
 from classifier.models import Prediction, Upload
 from classifier.templatetags.element_names import element_name
-from heritage_site.api import request_user
+from heritage_site.api import request_user, token_failure
 
 
 def _throttle_wait(request: HttpRequest) -> float | None:
@@ -109,6 +109,18 @@ def _gallery_filters(request: HttpRequest, user, class_names: list[str]) -> tupl
     return label, mine, checked
 
 
+def _unknown_filter_values(request: HttpRequest, class_names: list[str]) -> dict[str, str]:
+    """Map each gallery filter to the value given for it that means nothing, or "" when it is fine."""
+    given = {name: request.GET.get(name, "") for name in ("label", "checked", "mine", "order")}
+    known = {
+        "label": given["label"] == "" or given["label"] in class_names,
+        "checked": given["checked"].strip() == "" or given["checked"].strip().lower() in CHECKED_SPELLINGS,
+        "mine": given["mine"].strip() == "" or given["mine"].strip().lower() in CHECKED_SPELLINGS,
+        "order": given["order"].strip().lower() in {"", "newest", "confidence"},
+    }
+    return {name: "" if known[name] else given[name] for name in given}
+
+
 def _mine_requested(request: HttpRequest) -> bool:
     return CHECKED_SPELLINGS.get(request.GET.get("mine", "").strip().lower()) == "yes"
 
@@ -146,11 +158,7 @@ def gallery(request: HttpRequest) -> HttpResponse:
         "checked": checked,
         "order": order,
         "mine_requested": _mine_requested(request),
-        "unknown_label": "" if request.GET.get("label", "") == label else request.GET["label"],
-        "unknown_checked": "" if checked or not request.GET.get("checked") else request.GET["checked"],
-        "unknown_order": ""
-        if request.GET.get("order", "newest").strip().lower() in {"newest", "confidence", ""}
-        else request.GET["order"],
+        **{f"unknown_{name}": value for name, value in _unknown_filter_values(request, class_names).items()},
         "query": query,
         "class_names": class_names,
     }
@@ -160,8 +168,18 @@ def gallery(request: HttpRequest) -> HttpResponse:
 @require_GET
 def gallery_export(request: HttpRequest) -> HttpResponse:
     """Stream the gallery, or with mine=1 the requester's own uploads, as CSV with every class probability."""
+    token_problem = token_failure(request)
+    if token_problem:
+        response = HttpResponse(token_problem, status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = "Token"
+        return response
+
     user = request_user(request)
     class_names = selectors.class_names()
+    problems = _export_filter_problems(_unknown_filter_values(request, class_names), class_names)
+    if problems:
+        return HttpResponse("\n".join(problems) + "\n", status=400, content_type="text/plain")
+
     label, mine, checked = _gallery_filters(request, user, class_names)
     if _mine_requested(request) and not mine:
         return HttpResponse(
@@ -179,6 +197,18 @@ def gallery_export(request: HttpRequest) -> HttpResponse:
     response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+def _export_filter_problems(unknown: dict[str, str], class_names: list[str]) -> list[str]:
+    """One line per filter value the CSV export cannot apply. The gallery shows a notice instead,
+    but a file has no room for one, and an unfiltered file would pass for a filtered one."""
+    expected = {
+        "label": f"a class of the active model ({', '.join(class_names)})",
+        "checked": "yes or no (also true/false, 1/0, on/off)",
+        "mine": "1 or 0 (also yes/no, true/false, on/off)",
+        "order": "newest or confidence",
+    }
+    return [f"Invalid {name} filter “{value}”: use {expected[name]}." for name, value in unknown.items() if value]
 
 
 def _upload_or_404(upload_id: int, user) -> Upload:

@@ -62,6 +62,15 @@ def error_response(code: str, message: str, status_code: int = status.HTTP_400_B
     return Response({"error": {"code": code, "message": message}}, status=status_code)
 
 
+def token_failure(request) -> str | None:
+    """Return why the request's ``Authorization: Token ...`` header was refused, or None if it is fine or absent."""
+    try:
+        TokenAuthentication().authenticate(request)
+    except exceptions.AuthenticationFailed as error:
+        return str(error.detail)
+    return None
+
+
 def request_user(request):
     """Return who sent a plain Django request: the session's user, else an API token's.
 

@@ -298,6 +298,34 @@ def test_gallery_export_lists_public_photos_with_probabilities(client, owner):
     assert rows[0]["page_url"] == f"http://testserver/images/{public.pk}/"
 
 
+def test_gallery_export_rejects_unknown_filters(client):
+    response = client.get("/gallery/export.csv?label=bad&checked=maybe&mine=2&order=oldest")
+
+    lines = response.content.decode().splitlines()
+    assert response.status_code == 400
+    assert response["Content-Type"] == "text/plain"
+    assert lines[0].startswith("Invalid label filter “bad”: use a class of the active model (altar, apse, ")
+    assert lines[1] == "Invalid checked filter “maybe”: use yes or no (also true/false, 1/0, on/off)."
+    assert lines[2] == "Invalid mine filter “2”: use 1 or 0 (also yes/no, true/false, on/off)."
+    assert lines[3] == "Invalid order filter “oldest”: use newest or confidence."
+    assert client.get("/gallery/export.csv?label=apse&checked=No&mine=0&order=confidence").status_code == 200
+
+
+def test_gallery_export_rejects_bad_token(client):
+    for query in ("", "?mine=1"):
+        response = client.get(f"/gallery/export.csv{query}", HTTP_AUTHORIZATION="Token bogus")
+
+        assert response.status_code == 401, query
+        assert response.content.decode() == "Invalid token."
+        assert response["WWW-Authenticate"] == "Token"
+
+
+def test_gallery_mine_filter_notice(client):
+    page = client.get("/gallery/?mine=maybe").content.decode()
+
+    assert "“maybe” is not a value of the mine filter (use 1 or 0), so every photo is shown." in page
+
+
 def test_gallery_export_mine_adds_hidden_uploads_and_names(client, owner, owner_client):
     from rest_framework.authtoken.models import Token
 
