@@ -6,7 +6,7 @@ Each app owns its URL modules: ``<app>/urls.py`` for HTML pages and
 
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
@@ -29,6 +29,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/v1/", include((api_v1_patterns, "api-v1"))),
+    # Any other /api/ URL, such as /api/v1/images/abc/, gets the API's JSON 404 instead of an HTML page.
+    re_path(r"^api/", views.api_not_found, name=views.API_NOT_FOUND),
     path("healthz", views.health, name="health"),
     # Pages link the icon themselves; this serves browsers and the admin, which ask for /favicon.ico.
     path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}favicon.svg", permanent=True)),

@@ -1,7 +1,10 @@
 """Project-level views that belong to no app."""
 
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponsePermanentRedirect, JsonResponse
+from django.urls import Resolver404, resolve
+
+API_NOT_FOUND = "api-not-found"
 
 
 def health(request: HttpRequest) -> JsonResponse:
@@ -9,3 +12,28 @@ def health(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+def api_not_found(request: HttpRequest) -> HttpResponsePermanentRedirect | JsonResponse:
+    """Answer an /api/ URL that matches no endpoint with the API's JSON error body, not an HTML page.
+
+    A path that lacks only its trailing slash names a real endpoint. A GET
+    or HEAD is redirected there, as Django does for pages; other methods
+    would lose their body in a redirect, so the error says to add the slash.
+    """
+    with_slash = f"{request.path}/"
+    if not request.path.endswith("/") and _is_endpoint(with_slash):
+        if request.method in ("GET", "HEAD"):
+            query = request.META.get("QUERY_STRING", "")
+            return HttpResponsePermanentRedirect(with_slash + (f"?{query}" if query else ""))
+        message = f"No API endpoint at {request.path}. Endpoints end with a slash: {with_slash}"
+    else:
+        message = f"No API endpoint at {request.path}. The list is at /api/v1/docs/."
+    return JsonResponse({"error": {"code": "not_found", "message": message}}, status=404)
+
+
+def _is_endpoint(path: str) -> bool:
+    try:
+        return resolve(path).url_name != API_NOT_FOUND
+    except Resolver404:
+        return False

@@ -474,3 +474,28 @@ def test_list_orders_least_confident_first(anonymous):
     assert [image["prediction"]["confidence"] for image in ordered] == [0.5, 0.9]
     assert invalid.status_code == 400
     assert "'random' is not an order; use newest or confidence." in invalid.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/images/abc/", "/api/v1/images/-1/", "/api/v1/training-jobs/abc/", "/api/v2/"]
+)
+def test_unknown_api_url_gets_json_404(anonymous, path):
+    response = anonymous.get(path)
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {
+        "error": {"code": "not_found", "message": f"No API endpoint at {path}. The list is at /api/v1/docs/."}
+    }
+
+
+def test_api_url_without_slash(anonymous, staff_client):
+    redirected = anonymous.get("/api/v1/images?label=apse")
+    posted = staff_client.post("/api/v1/images/5/hide", {"hidden": True}, format="json")
+
+    assert redirected.status_code == 301
+    assert redirected["Location"] == "/api/v1/images/?label=apse"
+    assert posted.status_code == 404
+    assert posted.json()["error"]["message"] == (
+        "No API endpoint at /api/v1/images/5/hide. Endpoints end with a slash: /api/v1/images/5/hide/"
+    )
