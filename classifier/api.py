@@ -88,6 +88,9 @@ class ImageOutput(serializers.Serializer):
     )
     width = serializers.IntegerField(source="stored_image.width")
     height = serializers.IntegerField(source="stored_image.height")
+    hidden = serializers.BooleanField(
+        source="is_hidden", help_text="Hidden from the public gallery; only the uploader and staff see such images."
+    )
     created = serializers.DateTimeField()
 
     def _absolute(self, path: str) -> str:
@@ -411,7 +414,7 @@ class ImageHideApi(APIView):
     permission_classes = [IsStaff]
 
     class Input(serializers.Serializer):
-        hidden = serializers.BooleanField(default=True)
+        hidden = serializers.BooleanField(help_text="true hides the image, false shows it again.")
 
     @extend_schema(operation_id="images_hide", request=Input, responses=ImageOutput)
     def post(self, request, upload_id: int):

@@ -274,7 +274,11 @@ def _photo_action(view):
 @_photo_action
 def detail_set_hidden(request: HttpRequest, upload_id: int) -> HttpResponse:
     upload = _upload_or_404(upload_id, request.user)
-    hidden = request.POST.get("hidden") == "1"
+    if request.POST.get("hidden") not in ("0", "1"):
+        messages.error(request, "Nothing was changed: the form must send hidden=1 to hide or hidden=0 to show.")
+        return redirect("classifier:detail", upload_id=upload.pk)
+
+    hidden = request.POST["hidden"] == "1"
     services.upload_set_hidden(upload, hidden=hidden)
     messages.success(request, "The image is hidden from the gallery." if hidden else "The image is visible again.")
     return redirect("classifier:detail", upload_id=upload.pk)

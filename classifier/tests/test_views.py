@@ -224,6 +224,16 @@ def test_staff_hide_and_predict_buttons(client, owner_client, admin_client):
     assert upload.predictions.count() == 2
 
 
+def test_hide_button_rejects_unknown_value(admin_client):
+    upload = services.upload_create(name="a.jpg", data=make_image_bytes())
+    services.upload_set_hidden(upload, hidden=True)
+
+    response = admin_client.post(f"/images/{upload.pk}/hide/", {"hidden": "maybe"}, follow=True)
+
+    assert "Nothing was changed: the form must send hidden=1 to hide or hidden=0 to show." in response.content.decode()
+    assert Upload.objects.get(pk=upload.pk).is_hidden is True
+
+
 def test_admin_retries_failed_predictions(admin_client):
     upload = services.upload_create(name="a.jpg", data=make_image_bytes())
     Prediction.objects.filter(pk=upload.latest_prediction_id).update(status=Prediction.Status.FAILED, error="boom")
