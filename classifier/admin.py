@@ -167,13 +167,13 @@ class UploadAdmin(admin.ModelAdmin):
     def hide(self, request, queryset):
         for upload in queryset:
             services.upload_set_hidden(upload, hidden=True)
-        self.message_user(request, f"{queryset.count()} images hidden.")
+        self.message_user(request, f"{_images(queryset.count())} hidden.")
 
     @admin.action(description="Show the selected images in the gallery")
     def show(self, request, queryset):
         for upload in queryset:
             services.upload_set_hidden(upload, hidden=False)
-        self.message_user(request, f"{queryset.count()} images visible.")
+        self.message_user(request, f"{_images(queryset.count())} visible.")
 
     @admin.action(description="Predict again with the active model")
     def predict_again(self, request, queryset):
@@ -208,3 +208,7 @@ class StoredImageAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         # Deleting the last upload of an image deletes the image and its files.
         return False
+
+
+def _images(count: int) -> str:
+    return f"{count} image" if count == 1 else f"{count} images"

@@ -137,7 +137,7 @@ def inspect_image(
     if image.format not in allowed_formats:
         raise ImageRejected(
             "unsupported_format",
-            f"“{name}” is a {image.format} image, which is not supported. "
+            f"“{name}” is in {image.format} format, which is not supported. "
             f"Upload a photo in {ACCEPTED_FORMATS_TEXT} format.",
         )
 

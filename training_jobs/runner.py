@@ -79,7 +79,7 @@ def _train_and_evaluate(claim: services.Claim, log_tail: LogTail) -> str:
     reporter = ProgressReporter(claim)
 
     logger.info(
-        "training job %s starts: %s, %s, %d epochs on %s", job.pk, job.backbone, job.mode, job.epochs, job.dataset.path
+        "training job %s starts: %s, %s, epochs %d, on %s", job.pk, job.backbone, job.mode, job.epochs, job.dataset.path
     )
     result = fit(config, on_progress=reporter.on_progress, should_stop=reporter.should_stop)
 

@@ -208,7 +208,7 @@ def test_inspect_rejects_format_not_allowed():
     rejection = _reject("favicon.ico", icon)
 
     assert rejection.code == "unsupported_format"
-    assert "ICO" in rejection.message
+    assert rejection.message.startswith("“favicon.ico” is in ICO format, which is not supported. Upload a photo in ")
 
 
 def test_jpeg_copy_has_no_exif_and_fits():

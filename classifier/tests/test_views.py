@@ -234,6 +234,17 @@ def test_hide_button_rejects_unknown_value(admin_client):
     assert Upload.objects.get(pk=upload.pk).is_hidden is True
 
 
+def test_admin_hide_action_counts_images(admin_client):
+    upload = services.upload_create(name="a.jpg", data=make_image_bytes())
+
+    response = admin_client.post(
+        "/admin/classifier/upload/", {"action": "hide", "_selected_action": [upload.pk]}, follow=True
+    )
+
+    assert "1 image hidden." in response.content.decode()
+    assert Upload.objects.get(pk=upload.pk).is_hidden is True
+
+
 def test_admin_retries_failed_predictions(admin_client):
     upload = services.upload_create(name="a.jpg", data=make_image_bytes())
     Prediction.objects.filter(pk=upload.latest_prediction_id).update(status=Prediction.Status.FAILED, error="boom")
