@@ -94,7 +94,10 @@ class TrainingJobLaunchForm(forms.ModelForm):
             self.fields["dataset"].initial = datasets[0].pk
         self.fields["weights_file"].required = False
         # The browser's number inputs show the ranges that training_job_settings_errors applies.
+        # The model fields' own ">= 0" checks would give a second, different message for a
+        # negative number, so training_job_settings_errors alone judges the range.
         for name, (low, high) in services.WHOLE_NUMBER_RANGES.items():
+            self.fields[name].validators = []
             self.fields[name].widget.attrs.update(min=low, max=high)
         self.fields["ema_decay"].widget.attrs.update(min=0, max=1, step="any")
 

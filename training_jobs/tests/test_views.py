@@ -438,12 +438,15 @@ def test_admin_form_takes_optional_settings(staff_client, dataset, monkeypatch):
     }
 
     rejected = staff_client.post(
-        "/admin/training_jobs/trainingjob/add/", settings | {"ema_decay": "1", "patience": "0", "split_seed": "-2"}
+        "/admin/training_jobs/trainingjob/add/",
+        settings | {"ema_decay": "1", "patience": "0", "split_seed": "-2", "epochs": "-1"},
     )
     staff_client.post("/admin/training_jobs/trainingjob/add/", settings | {"ema_decay": "0.998", "split_seed": "1"})
 
     errors = rejected.context["adminform"].form.errors
-    assert set(errors) == {"ema_decay", "patience", "split_seed"}
+    assert set(errors) == {"ema_decay", "patience", "split_seed", "epochs"}
+    assert errors["epochs"] == ["epochs must be a whole number from 1 to 1000, not -1."]
+    assert errors["split_seed"] == [f"split_seed must be a whole number from 0 to {2**31 - 1}, not -2."]
     job = TrainingJob.objects.get()
     assert (job.seed, job.split_seed, job.ema_decay, job.patience) == (3, 1, 0.998, None)
 
