@@ -15,6 +15,20 @@ from ml.errors import MLError
 logger = logging.getLogger("ml")
 
 
+# The site's default IMAGE_MAX_PIXELS: a 24-megapixel photo passes with room to spare.
+DEFAULT_MAX_PIXELS = 50_000_000
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ml.config import MODES, TrainConfig
 
@@ -101,7 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="classify image files")
     predict.add_argument("files", nargs="+", help="image files")
     predict.add_argument("--model", help="model folder (default: the packaged default model)")
-    predict.add_argument("--top", type=int, default=3, help="classes shown per file (default 3)")
+    predict.add_argument("--top", type=_positive_int, default=3, help="classes shown per file (default 3)")
+    predict.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse images with more pixels than this, as the site does (default {DEFAULT_MAX_PIXELS:,})",
+    )
     predict.add_argument("--json", action="store_true", help="print one JSON object per line and file")
     predict.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
 
@@ -259,7 +279,7 @@ def run_predict(args) -> int:
     failures = 0
     for file in args.files:
         try:
-            image = open_image(file, draft_size=predictor.draft_size)
+            image = open_image(file, draft_size=predictor.draft_size, max_pixels=args.max_pixels)
         except ImageDecodeError as error:
             failures += 1
             message = str(error)

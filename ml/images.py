@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -67,19 +68,24 @@ def camera_raw_kind(head: bytes, image: Image.Image | None = None, name: str = "
     return None
 
 
-def open_image(source: ImageSource, draft_size: int | None = None) -> Image.Image:
+def open_image(source: ImageSource, draft_size: int | None = None, max_pixels: int | None = None) -> Image.Image:
     """Decode `source` into an RGB image with its EXIF orientation applied.
 
     Animated images give their first frame. Transparency is composited on
     white and 16-bit or CMYK data is converted to 8-bit RGB. With
     `draft_size`, a JPEG is decoded at a reduced scale that still covers
     `draft_size` pixels on its short side, which makes 24-megapixel photos
-    cheap to classify.
+    cheap to classify. With `max_pixels`, a larger image is refused from its
+    header, before any decoding.
     """
     if isinstance(source, Image.Image):
         image = source
     else:
         image = _open(source)
+
+    width, height = image.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageDecodeError(f"the image is {width} × {height} pixels, more than the limit of {max_pixels:,}")
 
     try:
         if getattr(image, "is_animated", False):
@@ -111,10 +117,16 @@ def _open(source: bytes | str | Path) -> Image.Image:
     name = "" if isinstance(source, (bytes, bytearray)) else str(source)
     _reject_camera_raw(camera_raw_kind(head))
     try:
-        image = Image.open(stream)
+        # Callers set their own pixel limit (open_image's max_pixels, the site's
+        # IMAGE_MAX_PIXELS), so Pillow's warning above its default limit is noise.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(stream)
     except UnidentifiedImageError as error:
         raise ImageDecodeError("not an image, or an image format that is not supported") from error
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:
+        raise ImageDecodeError(f"the image has more pixels than Pillow decodes safely: {error}") from error
+    except (OSError, SyntaxError, ValueError) as error:
         raise ImageDecodeError(f"image data is truncated or corrupt: {error}") from error
 
     _reject_camera_raw(camera_raw_kind(head, image, name))
@@ -123,7 +135,9 @@ def _open(source: bytes | str | Path) -> Image.Image:
 
 def _reject_camera_raw(kind: str | None) -> None:
     if kind:
-        raise ImageDecodeError(f"a camera RAW file ({kind}), which is not supported. Export it as JPEG or TIFF first")
+        raise ImageDecodeError(
+            f"the file is a camera RAW file ({kind}), which is not supported. Export it as JPEG or TIFF first"
+        )
 
 
 def _read_head(path: Path) -> bytes:

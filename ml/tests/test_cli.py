@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+import warnings
 
 import pytest
 from PIL import Image
@@ -53,6 +54,36 @@ def test_predict_prints_top_classes(tiny_model, tmp_path, capsys):
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"{photo}: ")
     assert line.count(",") == 1
+
+
+def test_predict_refuses_images_over_pixel_limit(tiny_model, tmp_path, capsys, monkeypatch):
+    small, large, huge = tmp_path / "small.png", tmp_path / "large.png", tmp_path / "huge.png"
+    Image.new("RGB", (40, 30)).save(small)
+    Image.new("RGB", (40, 40)).save(large)
+    Image.new("RGB", (60, 60)).save(huge)
+    # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        code = main(
+            ["predict", "--model", str(tiny_model), "--json", "--max-pixels", "1500", *map(str, (small, large, huge))]
+        )
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 1
+    assert "label" in lines[0]
+    assert lines[1]["error"] == "the image is 40 × 40 pixels, more than the limit of 1,500"
+    assert lines[2]["error"].startswith("the image has more pixels than Pillow decodes safely: ")
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_predict_rejects_bad_top(tiny_model, tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as exited:
+        main(["predict", "--model", str(tiny_model), "--top", value, str(tmp_path / "a.jpg")])
+
+    assert exited.value.code == 2
+    assert "argument --top: must be" in capsys.readouterr().err
 
 
 def test_evaluate_json_has_comparison_with_paper(tiny_model, tiny_dataset, capsys, monkeypatch):
