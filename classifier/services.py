@@ -573,13 +573,12 @@ def checked_photos_export(
         raise
 
     counts = {split: {label: len(photos) for label, photos in classes.items()} for split, classes in splits.items()}
-    logger.info(
-        "exported %d checked photos to %s, with %d images linked from %s",
-        sum(sum(split.values()) for split in counts.values()),
-        folder,
-        sum(sum(split.values()) for split in base_counts.values()),
-        base,
-    )
+    exported = sum(sum(split.values()) for split in counts.values())
+    if base is None:
+        logger.info("exported %d checked photos to %s", exported, folder)
+    else:
+        linked = sum(sum(split.values()) for split in base_counts.values())
+        logger.info("exported %d checked photos to %s, with %d images linked from %s", exported, folder, linked, base)
     return {"folder": folder, "counts": counts, "base_counts": base_counts, "skipped": skipped}
 
 

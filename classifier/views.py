@@ -294,9 +294,9 @@ def detail_set_label(request: HttpRequest, upload_id: int) -> HttpResponse:
     else:
         messages.success(
             request,
-            f"Photo {upload.pk} is checked as {element_name(upload.verified_label)}."
+            f"Checked label of photo {upload.pk} saved: {element_name(upload.verified_label)}."
             if upload.verified_label
-            else f"Photo {upload.pk} is marked as not checked.",
+            else f"Checked label of photo {upload.pk} removed: it is not checked now.",
         )
     return redirect("classifier:detail", upload_id=upload.pk)
 

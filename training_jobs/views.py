@@ -83,7 +83,8 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         "val_heatmap": _heatmap(val),
         "downloads": presenters.job_downloads(job),
         "is_staff": _is_staff(request),
-        "can_cancel": job.status in (TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING),
+        "can_cancel": job.status in (TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING)
+        and not job.cancel_requested,
         "can_promote": job.status == TrainingJob.Status.SUCCEEDED
         and not (job.model_version is not None and job.model_version.is_active),
         "comparable": job.scored_on_ahe_test_split,

@@ -97,3 +97,10 @@ def test_import_shows_service_log_lines_only_when_verbose(photo_folder, caplog):
     assert not any("created from" in message for message in quiet)
     assert any("created from 'portal 1.png'" in message for message in verbose)
     assert logging.getLogger("classifier").level == logging.NOTSET  # restored after the command
+
+
+def test_import_of_empty_folder_is_an_error(tmp_path):
+    (tmp_path / ".hidden.jpg").write_bytes(make_image_bytes("JPEG", (60, 40)))
+
+    with pytest.raises(CommandError, match=r"no files found under .* \(hidden files and folders are skipped\)"):
+        call_command("import_photos", str(tmp_path), stdout=StringIO())

@@ -245,6 +245,14 @@ def test_admin_hide_action_counts_images(admin_client):
     assert Upload.objects.get(pk=upload.pk).is_hidden is True
 
 
+def test_empty_gallery_messages(client, owner_client):
+    mine = owner_client.get("/gallery/?mine=1&checked=no").content.decode()
+    checked = client.get("/gallery/?checked=yes&label=apse").content.decode()
+
+    assert "You have no unchecked uploads yet. <a" in mine
+    assert "No checked photos predicted as apse yet.</p>" in checked
+
+
 def test_admin_retries_failed_predictions(admin_client):
     upload = services.upload_create(name="a.jpg", data=make_image_bytes())
     Prediction.objects.filter(pk=upload.latest_prediction_id).update(status=Prediction.Status.FAILED, error="boom")
@@ -486,12 +494,13 @@ def test_staff_confirms_and_corrects_label(client, owner_client, admin_client):
 
     admin_client.post(f"/images/{upload.pk}/label/", {"label": "apse"})
     confirmed = client.get(f"/images/{upload.pk}/").content.decode()
-    admin_client.post(f"/images/{upload.pk}/label/", {"label": "vault"})
+    saved = admin_client.post(f"/images/{upload.pk}/label/", {"label": "vault"}, follow=True).content.decode()
     corrected = client.get(f"/images/{upload.pk}/").content.decode()
     rejected = admin_client.post(f"/images/{upload.pk}/label/", {"label": "chapel"}, follow=True).content.decode()
 
     assert "Checked by staff: <strong>apse</strong>, as predicted." in confirmed
     assert "Checked by staff: <strong>vault</strong>, not the predicted apse." in corrected
+    assert f"Checked label of photo {upload.pk} saved: vault." in saved
     assert f"<h1>Photo {upload.pk}: vault</h1>" in corrected
     assert "The label was not saved: label &#x27;chapel&#x27; is not a class of the active model" in rejected
     assert Upload.objects.get(pk=upload.pk).verified_label == "vault"

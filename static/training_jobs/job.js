@@ -92,6 +92,9 @@
     const failure = document.getElementById("failure-reason");
     failure.textContent = state.failure_reason;
     failure.hidden = !state.failure_reason;
+    // Once a cancel is asked for, a second click would only be refused.
+    const cancelForm = document.getElementById("cancel-form");
+    if (cancelForm && state.cancel_requested) cancelForm.hidden = true;
     drawEpochs(state.epochs);
   }
 

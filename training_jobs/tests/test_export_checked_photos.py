@@ -177,7 +177,7 @@ def test_command_warns_about_single_photo_class(tmp_path, admin_user):
     call_command("export_checked_photos", str(tmp_path / "checked"), stdout=output)
 
     assert "Classes with no image in test/: apse. A class needs two checked photos" in output.getvalue()
-    assert f"Register it with: manage.py import_dataset {tmp_path / 'checked'}" in output.getvalue()
+    assert f"Register it with: .venv/bin/python manage.py import_dataset {tmp_path / 'checked'}" in output.getvalue()
 
 
 def test_command_reports_error(tmp_path):

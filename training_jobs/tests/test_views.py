@@ -354,10 +354,14 @@ def test_html_cancel_and_promote_by_staff(staff_client, succeeded_job, make_job)
     staff_client.post(f"/training/jobs/{succeeded_job.pk}/promote/")
     refused = staff_client.post(f"/training/jobs/{succeeded_job.pk}/cancel/", follow=True)
 
+    page = staff_client.get(f"/training/jobs/{running.pk}/").content.decode()
+
     running.refresh_from_db()
     assert running.cancel_requested
     assert ModelVersion.objects.get(is_active=True).training_jobs.get() == succeeded_job
     assert "only queued or running jobs can be cancelled" in refused.content.decode()
+    assert "Stopping at the next batch." in page
+    assert 'id="cancel-form"' not in page
 
 
 # Admin

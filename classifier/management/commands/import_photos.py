@@ -39,6 +39,8 @@ class Command(BaseCommand):
 
         with _service_logs_shown(show_info=options["verbosity"] >= 2):
             imported, already, rejected = self._import(root, user, hide)
+        if not (imported or already or rejected):
+            raise CommandError(f"no files found under {root} (hidden files and folders are skipped).")
 
         summary = (
             f"{_count(imported, 'photo')} uploaded, {already} imported before and skipped, {len(rejected)} rejected."

@@ -65,7 +65,9 @@ class Command(BaseCommand):
         empty = sorted(label for label in labels if total("train", label) == 0)
         if empty:
             self.stdout.write(
-                self.style.WARNING(f"Classes with no image in train/: {', '.join(empty)}. Check photos of them first.")
+                self.style.WARNING(
+                    f"Classes with no image in train/: {', '.join(empty)}. Confirm the label of some of their photos first."
+                )
             )
         no_test = sorted(label for label in labels if total("test", label) == 0 and label not in empty)
         if no_test:
@@ -84,7 +86,7 @@ class Command(BaseCommand):
                 )
             )
         if not register:
-            self.stdout.write(f"Register it with: manage.py import_dataset {result['folder']}")
+            self.stdout.write(f"Register it with: .venv/bin/python manage.py import_dataset {result['folder']}")
             return
 
         try:
