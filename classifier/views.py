@@ -8,7 +8,6 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, StreamingHttpResponse
@@ -22,6 +21,7 @@ from classifier.imaging import ACCEPT_ATTRIBUTE
 from classifier.models import Prediction, Upload
 from classifier.templatetags.element_names import element_name
 from heritage_site.api import request_user, token_failure
+from heritage_site.decorators import staff_required
 
 
 def _throttle_wait(request: HttpRequest) -> float | None:
@@ -268,7 +268,7 @@ def _photo_action(view):
             return HttpResponseNotAllowed(["GET", "POST"])
         return view(request, upload_id)
 
-    return staff_member_required(wrapper)
+    return staff_required(wrapper)
 
 
 @_photo_action

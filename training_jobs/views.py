@@ -13,7 +13,6 @@ import logging
 from pathlib import Path
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
@@ -21,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from classifier import selectors as classifier_selectors
 from heritage_site.api import request_user
+from heritage_site.decorators import staff_required
 from training_jobs import presenters, selectors, services
 from training_jobs.models import ClassMetric, TrainingJob
 from training_jobs.reference import REFERENCES
@@ -260,7 +260,7 @@ def compare_json(request: HttpRequest) -> JsonResponse:
     return JsonResponse(selectors.comparison_table(jobs))
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
     job = _get_job(request, job_id)
@@ -278,7 +278,7 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
     return redirect("training_jobs:job-detail", job_id=job.pk)
 
 
-@staff_member_required
+@staff_required
 @require_http_methods(["GET", "POST"])
 def job_promote(request: HttpRequest, job_id: int) -> HttpResponse:
     """Compare the job with the active model (GET), then make it serve predictions (POST)."""

@@ -214,7 +214,7 @@ def test_staff_hide_and_predict_buttons(client, owner_client, admin_client):
     upload = services.upload_create(name="a.jpg", data=make_image_bytes())
 
     assert client.post(f"/images/{upload.pk}/hide/", {"hidden": "1"}).status_code == 302
-    assert owner_client.post(f"/images/{upload.pk}/hide/", {"hidden": "1"}).status_code == 302
+    assert owner_client.post(f"/images/{upload.pk}/hide/", {"hidden": "1"}).status_code == 403
     assert Upload.objects.get(pk=upload.pk).is_hidden is False
 
     admin_client.post(f"/images/{upload.pk}/hide/", {"hidden": "1"})
@@ -489,7 +489,7 @@ def test_staff_confirms_and_corrects_label(client, owner_client, admin_client):
 
     page = admin_client.get(f"/images/{upload.pk}/").content.decode()
     assert "Confirm apse</button>" in page
-    assert owner_client.post(f"/images/{upload.pk}/label/", {"label": "apse"}).status_code == 302
+    assert owner_client.post(f"/images/{upload.pk}/label/", {"label": "apse"}).status_code == 403
     assert Upload.objects.get(pk=upload.pk).verified_label == ""
 
     admin_client.post(f"/images/{upload.pk}/label/", {"label": "apse"})
