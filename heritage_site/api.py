@@ -63,7 +63,7 @@ def error_response(code: str, message: str, status_code: int = status.HTTP_400_B
 
 
 def token_failure(request) -> str | None:
-    """Return why the request's ``Authorization: Token ...`` header was refused, or None if it is fine or absent."""
+    """Return why the request's ``Authorization: Token ...`` header was rejected, or None if it is valid or absent."""
     try:
         TokenAuthentication().authenticate(request)
     except exceptions.AuthenticationFailed as error:

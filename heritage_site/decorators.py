@@ -10,7 +10,7 @@ STAFF_ONLY = "Only staff users may do this."
 
 
 def staff_required(view):
-    """Let staff through, send a visitor who is not logged in to the login page, and refuse other users with 403.
+    """Allow staff, redirect a visitor who is not logged in to the login page, and reject other users with 403.
 
     Django's staff_member_required sends a logged-in user who is not staff to
     the admin login page too, which looks like a broken login rather than a

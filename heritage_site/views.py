@@ -15,7 +15,7 @@ def health(request: HttpRequest) -> JsonResponse:
 
 
 def api_not_found(request: HttpRequest) -> HttpResponsePermanentRedirect | JsonResponse:
-    """Answer an /api/ URL that matches no endpoint with the API's JSON error body, not an HTML page.
+    """Return the API's JSON 404 body for an /api/ URL that matches no endpoint, instead of an HTML page.
 
     A path that lacks only its trailing slash names a real endpoint. A GET
     or HEAD is redirected there, as Django does for pages; other methods
