@@ -39,8 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model and save the best epoch")
     train.add_argument("--config", help="JSON file with TrainConfig fields; flags override it")
-    train.add_argument("--data", dest="data_dir", help="dataset root with train/<class>/ folders")
-    train.add_argument("--out", dest="out_dir", help="output folder for model.safetensors and model.json")
+    train.add_argument(
+        "--data", dest="data_dir", help="dataset root with train/<class>/ folders (required unless --config gives it)"
+    )
+    train.add_argument(
+        "--out",
+        dest="out_dir",
+        help="output folder for model.safetensors and model.json (required unless --config gives it)",
+    )
     train.add_argument("--overwrite", action="store_true", help="replace a model already saved in the --out folder")
     train.add_argument("--backbone", help=f"Lite name or timm architecture (default {defaults.backbone})")
     train.add_argument("--weights", dest="weights_file", help="local ImageNet weights for a timm architecture")
@@ -73,19 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--image-size", type=int, help=f"input side in pixels (default {defaults.image_size})")
     train.add_argument(
-        "--ema-decay", type=float, help=f"weight moving-average decay per batch (default {defaults.ema_decay})"
+        "--ema-decay", type=float, help="weight moving-average decay per batch, such as 0.998 (default: off)"
     )
     train.add_argument(
         "--cutmix-prob",
         type=float,
-        help=f"share of batches mixed by CutMix, 0 to 1 (default {defaults.cutmix_prob}, off)",
+        help="share of batches mixed by CutMix, 0 to 1 (default: 0, off)",
     )
     train.add_argument(
         "--cutmix-alpha",
         type=float,
         help=f"CutMix box areas are drawn from Beta(alpha, alpha) (default {defaults.cutmix_alpha})",
     )
-    train.add_argument("--patience", type=int, help=f"early-stopping patience in epochs (default {defaults.patience})")
+    train.add_argument(
+        "--patience", type=int, help="stop after this many epochs without a better val macro-F1 (default: off)"
+    )
     train.add_argument("--seed", type=int, help=f"random seed (default {defaults.seed})")
     train.add_argument("--split-seed", type=int, help="seed of the validation split (default: --seed)")
     train.add_argument(

@@ -253,6 +253,22 @@ def test_empty_gallery_messages(client, owner_client):
     assert "No checked photos predicted as apse yet.</p>" in checked
 
 
+def test_my_uploads_mark_hidden_photos(owner, owner_client):
+    hidden = services.upload_create(name="a.jpg", data=make_image_bytes(size=(38, 20)), owner=owner)
+    services.upload_create(name="b.jpg", data=make_image_bytes(size=(39, 20)), owner=owner)
+    services.upload_set_hidden(hidden, hidden=True)
+
+    page = owner_client.get("/gallery/?mine=1").content.decode()
+
+    assert page.count("hidden from the public</span>") == 1
+
+
+def test_login_keeps_username_after_wrong_password(client, owner):
+    page = client.post("/accounts/login/", {"username": "owner-name", "password": "wrong"}).content.decode()
+
+    assert 'value="owner-name"' in page
+
+
 def test_admin_retries_failed_predictions(admin_client):
     upload = services.upload_create(name="a.jpg", data=make_image_bytes())
     Prediction.objects.filter(pk=upload.latest_prediction_id).update(status=Prediction.Status.FAILED, error="boom")
