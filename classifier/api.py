@@ -10,7 +10,6 @@ from django.urls import reverse
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotAuthenticated, NotFound, Throttled
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
@@ -19,7 +18,7 @@ from rest_framework.views import APIView
 from classifier import selectors, services
 from classifier.imaging import ImageRejected
 from classifier.models import ModelVersion, Prediction, Upload
-from heritage_site.api import IsStaff, error_response
+from heritage_site.api import IsStaff, Pagination, error_response
 
 
 class UploadAnonThrottle(AnonRateThrottle):
@@ -197,6 +196,9 @@ def create_uploads(files, user) -> tuple[list[Upload | None], list[dict]]:
     return uploads, entries
 
 
+BOOLEAN_INVALID = "must be true or false (also 1 or 0, yes or no, on or off)."
+
+
 class ImageCollectionApi(APIView):
     """List the public gallery (GET) or upload images (POST)."""
 
@@ -205,12 +207,9 @@ class ImageCollectionApi(APIView):
 
     class ListFilter(serializers.Serializer):
         label = serializers.CharField(required=False, allow_blank=True)
-        mine = serializers.BooleanField(required=False, default=False)
+        mine = serializers.BooleanField(required=False, default=False, error_messages={"invalid": BOOLEAN_INVALID})
         checked = serializers.BooleanField(
-            required=False,
-            allow_null=True,
-            default=None,
-            error_messages={"invalid": "must be true or false (also 1 or 0, yes or no)."},
+            required=False, allow_null=True, default=None, error_messages={"invalid": BOOLEAN_INVALID}
         )
         order = serializers.ChoiceField(
             choices=["newest", "confidence"],
@@ -279,7 +278,7 @@ class ImageCollectionApi(APIView):
             uploads = selectors.upload_list_for_owner(request.user, **options)
         else:
             uploads = selectors.upload_list_public(**options)
-        paginator = PageNumberPagination()
+        paginator = Pagination()
         page = paginator.paginate_queryset(uploads, request, view=self)
         return paginator.get_paginated_response(ImageOutput(page, many=True, context={"request": request}).data)
 

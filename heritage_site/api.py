@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, permissions, status
 from rest_framework.authentication import TokenAuthentication
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -27,6 +28,20 @@ class IsStaff(permissions.BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+
+
+class Pagination(PageNumberPagination):
+    """DRF's page-number pagination, with an error for a missing page that gives the valid range."""
+
+    def paginate_queryset(self, queryset, request, view=None):
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except exceptions.NotFound:
+            pages = self.django_paginator_class(queryset, self.get_page_size(request)).num_pages
+            given = request.query_params.get(self.page_query_param, "")
+            raise exceptions.NotFound(
+                f"Invalid page {given!r}: use a page number from 1 to {pages}, or last."
+            ) from None
 
 
 def exception_handler(exc, context):

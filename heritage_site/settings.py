@@ -191,7 +191,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "heritage_site.api.Pagination",
     "PAGE_SIZE": GALLERY_PAGE_SIZE,
     "EXCEPTION_HANDLER": "heritage_site.api.exception_handler",
     "DEFAULT_THROTTLE_RATES": {

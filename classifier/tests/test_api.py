@@ -513,3 +513,18 @@ def test_api_url_without_slash(anonymous, staff_client):
     assert posted.json()["error"]["message"] == (
         "No API endpoint at /api/v1/images/5/hide. Endpoints end with a slash: /api/v1/images/5/hide/"
     )
+
+
+def test_list_rejects_bad_mine_and_page(anonymous):
+    _uploaded()
+
+    mine = anonymous.get(f"{IMAGES_URL}?mine=maybe")
+    page = anonymous.get(f"{IMAGES_URL}?page=99")
+
+    assert mine.status_code == 400
+    assert mine.json()["error"]["message"] == "mine: must be true or false (also 1 or 0, yes or no, on or off)."
+    assert page.status_code == 404
+    assert page.json()["error"] == {
+        "code": "not_found",
+        "message": "Invalid page '99': use a page number from 1 to 1, or last.",
+    }
