@@ -196,6 +196,8 @@ def check_classes_have_images(class_names: list[str], labels: list[int], split_n
 def scan_dataset(data_dir: str | Path) -> dict:
     """Summarise a dataset folder: counts per split and class, unreadable files, gaps."""
     root = Path(data_dir)
+    if root.is_file():
+        raise DatasetError(f"{root} is a file, not a folder: give the folder that contains train/ and test/")
     if not root.is_dir():
         raise DatasetError(f"dataset folder not found: {root}")
     classes_by_split = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from heritage_site.admin_display import short_path_html
 from training_jobs import services
@@ -26,7 +26,16 @@ class DatasetAdmin(admin.ModelAdmin):
     ]
     search_fields = ["name", "path"]
     actions = ["rescan"]
-    readonly_fields = ["name", "path", "class_names", "counts", "unreadable", "missing", "scanned_at", "created_at"]
+    readonly_fields = [
+        "name",
+        "path",
+        "class_names",
+        "image_counts",
+        "unreadable",
+        "missing",
+        "scanned_at",
+        "created_at",
+    ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
@@ -38,6 +47,22 @@ class DatasetAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         return self.readonly_fields if obj else ["name", "path"]
+
+    def response_add(self, request, obj, post_url_continue=None):
+        _warn_about_problems(self, request, obj)
+        return super().response_add(request, obj, post_url_continue)
+
+    @admin.display(description="images per class")
+    def image_counts(self, dataset: Dataset) -> str:
+        rows = format_html_join(
+            "",
+            "<tr><th scope='row'>{}</th><td>{}</td><td>{}</td></tr>",
+            (
+                (name, dataset.counts.get("train", {}).get(name, 0), dataset.counts.get("test", {}).get(name, 0))
+                for name in dataset.class_names
+            ),
+        )
+        return format_html("<table><thead><tr><th>class</th><th>train</th><th>test</th></tr></thead>{}</table>", rows)
 
     def save_form(self, request, form, change):
         # DatasetRegisterForm.clean already scanned and stored the folder.
@@ -73,6 +98,13 @@ class DatasetAdmin(admin.ModelAdmin):
                 self.message_user(request, str(error), messages.ERROR)
             else:
                 self.message_user(request, f"Dataset {dataset.name} rescanned.", messages.SUCCESS)
+                dataset.refresh_from_db()
+                _warn_about_problems(self, request, dataset)
+
+
+def _warn_about_problems(model_admin: admin.ModelAdmin, request: HttpRequest, dataset: Dataset) -> None:
+    if dataset.problems:
+        model_admin.message_user(request, f"Dataset {dataset.name}: {dataset.problems}", messages.WARNING)
 
 
 @admin.register(TrainingJob)

@@ -41,6 +41,13 @@ class DatasetRegisterForm(forms.ModelForm):
         cleaned = super().clean()
         if self.errors:
             return cleaned
+        if not Path(cleaned["path"]).expanduser().is_absolute():
+            raise forms.ValidationError(
+                {
+                    "path": "Give an absolute path, starting with /: a relative one would depend on the folder "
+                    "the server was started in."
+                }
+            )
         try:
             self.registered = services.dataset_register(path=cleaned["path"], name=cleaned.get("name") or "")
         except services.InvalidDataset as error:

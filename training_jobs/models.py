@@ -55,6 +55,24 @@ class Dataset(models.Model):
         """Whether every class has images in both splits."""
         return not any(self.missing.get(split) for split in ("train", "test"))
 
+    @property
+    def problems(self) -> str:
+        """Describe what the last scan found wrong, in sentences; empty when nothing was."""
+        sentences = []
+        gaps = "; ".join(f"{split}: {', '.join(names)}" for split, names in self.missing.items() if names)
+        if gaps:
+            sentences.append(
+                f"Classes without images ({gaps}). Training jobs cannot use this dataset until each class "
+                "has images in both train/ and test/."
+            )
+        if self.unreadable:
+            shown = ", ".join(self.unreadable[:5]) + (", ..." if len(self.unreadable) > 5 else "")
+            sentences.append(
+                f"{len(self.unreadable)} unreadable image file(s): {shown}. Training skips them, "
+                "and stops if there are too many."
+            )
+        return " ".join(sentences)
+
 
 class TrainingJob(models.Model):
     class Status(models.TextChoices):

@@ -574,6 +574,29 @@ def test_admin_rejects_bad_dataset_folder(staff_client, db, tmp_path):
     assert not Dataset.objects.exists()
 
 
+def test_admin_dataset_warns_and_rejects_paths(staff_client, db, tmp_path):
+    from training_jobs.tests.conftest import make_dataset_folder
+
+    folder = make_dataset_folder(tmp_path / "gappy")
+    (folder / "train" / "altar" / "broken.jpg").write_bytes(b"not an image")
+    for image in (folder / "test" / "vault").iterdir():
+        image.unlink()
+    (tmp_path / "file.txt").write_text("x")
+
+    added = staff_client.post("/admin/training_jobs/dataset/add/", {"name": "", "path": str(folder)}, follow=True)
+    relative = staff_client.post("/admin/training_jobs/dataset/add/", {"name": "r", "path": "relative/path"})
+    a_file = staff_client.post("/admin/training_jobs/dataset/add/", {"name": "f", "path": str(tmp_path / "file.txt")})
+    detail = staff_client.get(f"/admin/training_jobs/dataset/{Dataset.objects.get().pk}/change/").content.decode()
+
+    page = added.content.decode()
+    assert "Classes without images (test: vault). Training jobs cannot use this dataset" in page
+    assert "1 unreadable image file(s): train/altar/broken.jpg." in page
+    assert "Give an absolute path, starting with /" in relative.content.decode()
+    assert f"{tmp_path / 'file.txt'} is a file, not a folder" in a_file.content.decode()
+    assert "<th scope='row'>vault</th><td>3</td><td>0</td>" in detail.replace('"', "'")
+    assert Dataset.objects.count() == 1
+
+
 def test_promote_asks_first_with_active_model_beside(staff_client, anonymous_client, succeeded_job):
     from classifier import services as classifier_services
 
