@@ -43,14 +43,14 @@ def upload_rate_text(scope: str, noun: str) -> str:
 
 def throttle_message(user, wait_seconds: float) -> str:
     """Say which upload limit was reached and how long to wait, in minutes once that is over 90 s."""
-    # The throttles count requests: one photo each from the upload page, up
-    # to UPLOAD_MAX_FILES from the API or the plain form.
+    # The throttles count requests ("uploads"): one photo each from the upload
+    # page, up to UPLOAD_MAX_FILES from the API or the plain form.
     if user.is_authenticated:
-        limit = f"the limit is {upload_rate_text('uploads_user', 'upload requests')} for each account"
+        limit = f"the limit is {upload_rate_text('uploads_user', 'uploads')} for each account"
     else:
         limit = (
-            f"the limit is {upload_rate_text('uploads_anon', 'upload requests')} for visitors who are not logged in "
-            f"(log in for {upload_rate_text('uploads_user', 'requests')})"
+            f"the limit is {upload_rate_text('uploads_anon', 'uploads')} for visitors who are not logged in "
+            f"(log in for {upload_rate_text('uploads_user', 'uploads')})"
         )
     seconds = max(1, math.ceil(wait_seconds))
     if seconds <= 90:

@@ -40,7 +40,7 @@ def upload_page(request: HttpRequest) -> HttpResponse:
         "max_files": settings.UPLOAD_MAX_FILES,
         "max_megabytes": settings.UPLOAD_MAX_BYTES // (1024 * 1024),
         # The page's script sends one request per photo, so requests are photos here.
-        "upload_rate": upload_rate_text("uploads_user" if request.user.is_authenticated else "uploads_anon", "photos"),
+        "upload_rate": upload_rate_text("uploads_user" if request.user.is_authenticated else "uploads_anon", "uploads"),
         "active_model": selectors.model_version_get_active(),
         "rejections": [],
     }
@@ -280,7 +280,9 @@ def detail_set_hidden(request: HttpRequest, upload_id: int) -> HttpResponse:
 
     hidden = request.POST["hidden"] == "1"
     services.upload_set_hidden(upload, hidden=hidden)
-    messages.success(request, "The image is hidden from the gallery." if hidden else "The image is visible again.")
+    messages.success(
+        request, "The photo is hidden from the gallery." if hidden else "The photo is in the gallery again."
+    )
     return redirect("classifier:detail", upload_id=upload.pk)
 
 

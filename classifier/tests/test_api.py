@@ -160,8 +160,8 @@ def test_anonymous_uploads_are_throttled(anonymous, settings):
     assert response.status_code == 429
     assert response.json()["error"]["code"] == "throttled"
     assert response.json()["error"]["message"].startswith(
-        "Too many uploads: the limit is 5 upload requests per minute for visitors who are not logged in "
-        "(log in for 1000 requests per minute). Try again in "
+        "Too many uploads: the limit is 5 uploads per minute for visitors who are not logged in "
+        "(log in for 1000 uploads per minute). Try again in "
     )
     assert 1 <= int(response["Retry-After"]) <= 60
 
@@ -175,7 +175,7 @@ def test_throttle_message_names_limit_and_wait(member, wait, text):
     from classifier.api import throttle_message
 
     assert text in throttle_message(AnonymousUser(), wait)
-    assert "the limit is 1000 upload requests per minute for each account" in throttle_message(member, wait)
+    assert "the limit is 1000 uploads per minute for each account" in throttle_message(member, wait)
 
 
 def test_staff_uploads_are_not_throttled(staff_client):

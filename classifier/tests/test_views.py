@@ -100,7 +100,7 @@ def test_form_post_throttled_for_anonymous(client):
     response = client.post("/", {"file": [SimpleUploadedFile("a.jpg", make_image_bytes("JPEG"))]})
 
     assert response.status_code == 429
-    assert "the limit is 5 upload requests per minute for visitors who are not logged in" in response.content.decode()
+    assert "the limit is 5 uploads per minute for visitors who are not logged in" in response.content.decode()
 
 
 def test_results_page_stops_refreshing_when_done(client):
@@ -457,8 +457,11 @@ def test_upload_page_states_hourly_limit(client, owner_client):
     anonymous_page = client.get("/").content.decode()
     owner_page = owner_client.get("/").content.decode()
 
-    assert "Limit: 5 photos per minute for visitors who are not logged in." in anonymous_page
-    assert "Limit: 1000 photos per minute." in owner_page
+    assert (
+        "Limit: 5 uploads per minute for visitors who are not logged in; this page sends each photo as one upload."
+        in anonymous_page
+    )
+    assert "Limit: 1000 uploads per minute; this page sends each photo as one upload." in owner_page
 
 
 def test_gallery_explains_ignored_filters(client):
