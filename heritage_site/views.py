@@ -3,6 +3,7 @@
 from django.db import connection
 from django.http import HttpRequest, HttpResponsePermanentRedirect, JsonResponse
 from django.urls import Resolver404, resolve
+from django.views.decorators.csrf import csrf_exempt
 
 API_NOT_FOUND = "api-not-found"
 
@@ -14,6 +15,9 @@ def health(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+# API clients send tokens, not CSRF cookies, and this view changes nothing,
+# so without the exemption a POST would get Django's HTML CSRF page instead.
+@csrf_exempt
 def api_not_found(request: HttpRequest) -> HttpResponsePermanentRedirect | JsonResponse:
     """Return the API's JSON 404 body for an /api/ URL that matches no endpoint, instead of an HTML page.
 

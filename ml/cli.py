@@ -213,6 +213,8 @@ def _refuse_existing_model(out_dir: str, overwrite: bool) -> None:
     """Raise ConfigError if out_dir already holds a model and --overwrite was not given."""
     from ml.errors import ConfigError
 
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ConfigError(f"{out_dir} is a file, not a folder. Choose a folder for --out.")
     if not overwrite and (Path(out_dir) / "model.json").exists():
         raise ConfigError(
             f"{out_dir} already holds a model (model.json). Choose another --out folder, "

@@ -214,7 +214,7 @@ def training_job_create(*, dataset: Dataset, created_by=None, **job_settings: An
     training_job_validate(dataset=dataset, values=values)
 
     job = TrainingJob.objects.create(dataset=dataset, created_by=created_by, **values)
-    logger.info("training job %s created on dataset %s (%s, %s epochs)", job.pk, dataset.pk, job.backbone, job.epochs)
+    logger.info("training job %s created on dataset %s (%s, epochs %s)", job.pk, dataset.pk, job.backbone, job.epochs)
 
     # The worker must find the row, so the message leaves only after the commit.
     transaction.on_commit(lambda: training_job_enqueue(job.pk))

@@ -273,7 +273,8 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
             messages.success(request, f"Training job {job.pk} cancelled.")
         else:
             messages.success(
-                request, f"Training job {job.pk} will stop at the next batch and keep its best checkpoint."
+                request,
+                f"Training job {job.pk} will stop at the next batch. The best epoch saved so far, if any, is kept.",
             )
     return redirect("training_jobs:job-detail", job_id=job.pk)
 

@@ -528,3 +528,15 @@ def test_list_rejects_bad_mine_and_page(anonymous):
         "code": "not_found",
         "message": "Invalid page '99': use a page number from 1 to 1, or last.",
     }
+
+
+def test_api_post_without_slash_skips_csrf():
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+
+    response = client.post("/api/v1/images/5/hide", {"hidden": True}, content_type="application/json")
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "not_found"

@@ -307,3 +307,14 @@ def test_missing_flag_error_has_no_repeated_hint(tmp_path, capsys):
     assert code == 2
     assert "error: --data is required unless --config gives data_dir" in err
     assert "is set by --data" not in err
+
+
+def test_out_that_is_a_file_is_refused(tmp_path, capsys):
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me")
+
+    code = main(["train", "--data", str(tmp_path), "--out", str(target)])
+
+    assert code == 2
+    assert f"error: {target} is a file, not a folder. Choose a folder for --out." in capsys.readouterr().err
+    assert target.read_text() == "keep me"
