@@ -21,16 +21,17 @@ class _Echo:
 
 
 def upload_csv_rows(
-    uploads: Iterable[Upload], class_names: list[str], *, build_url, include_file_names: bool
+    uploads: Iterable[Upload], class_names: list[str], *, build_url, owner_columns: bool
 ) -> Iterator[str]:
     """Yield CSV lines: a header, then one line per upload with its latest prediction.
 
     `build_url` turns a path into an absolute URL. Original file names are
-    private to the uploader and staff, so `include_file_names` adds them only
-    for those exports.
+    private to the uploader and staff, so `owner_columns` adds them only for
+    an export of one's own uploads, with a `hidden` column (yes or no), since
+    only such an export lists hidden photos.
     """
     writer = csv.writer(_Echo())
-    header = ["id"] + (["file"] if include_file_names else []) + [
+    header = ["id"] + (["file", "hidden"] if owner_columns else []) + [
         "uploaded_at", "width", "height", "status", "label", "confidence", "model_version", "predicted_at", "error",
         "verified_label", "page_url", "image_url",
     ]  # fmt: skip
@@ -40,7 +41,8 @@ def upload_csv_rows(
         prediction = upload.latest_prediction
         done = prediction is not None and prediction.status == Prediction.Status.DONE
         probabilities = prediction.probabilities if done else {}
-        row = [upload.pk] + ([_plain_text(upload.original_name)] if include_file_names else []) + [
+        owner_values = [_plain_text(upload.original_name), "yes" if upload.is_hidden else "no"]
+        row = [upload.pk] + (owner_values if owner_columns else []) + [
             upload.created.isoformat(),
             upload.stored_image.width,
             upload.stored_image.height,

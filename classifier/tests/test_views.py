@@ -337,6 +337,7 @@ def test_gallery_export_lists_public_photos_with_probabilities(client, owner):
     assert 'filename="heritage-lens-gallery.csv"' in response["Content-Disposition"]
     assert [int(row["id"]) for row in rows] == [public.pk]
     assert "file" not in rows[0]
+    assert "hidden" not in rows[0]
     assert rows[0]["label"] == "apse"
     assert rows[0]["p_apse"] == "0.900000"
     assert rows[0]["confidence"] == "0.900000"
@@ -387,6 +388,7 @@ def test_gallery_export_mine_adds_hidden_uploads_and_names(client, owner, owner_
     forbidden = client.get("/gallery/export.csv?mine=1")
 
     assert [(int(row["id"]), row["file"]) for row in rows] == [(hidden.pk, "b.jpg"), (formula.pk, "'=HYPERLINK(1).jpg")]
+    assert [row["hidden"] for row in rows] == ["yes", "no"]
     assert rows[0]["status"] == "pending"
     assert rows[0]["label"] == ""
     assert token_rows == rows
