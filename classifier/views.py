@@ -182,9 +182,11 @@ def gallery_export(request: HttpRequest) -> HttpResponse:
 
     label, mine, checked = _gallery_filters(request, user, class_names)
     if _mine_requested(request) and not mine:
-        return HttpResponse(
-            "Log in, or send an API token, to export your own uploads.", status=403, content_type="text/plain"
+        response = HttpResponse(
+            "Log in, or send an API token, to export your own uploads.", status=401, content_type="text/plain"
         )
+        response["WWW-Authenticate"] = "Token"
+        return response
 
     uploads = _gallery_uploads(user, label, mine, checked, _least_confident_requested(request)).iterator(
         chunk_size=exports.CHUNK_SIZE

@@ -392,7 +392,8 @@ def test_gallery_export_mine_adds_hidden_uploads_and_names(client, owner, owner_
     assert rows[0]["status"] == "pending"
     assert rows[0]["label"] == ""
     assert token_rows == rows
-    assert forbidden.status_code == 403
+    assert forbidden.status_code == 401
+    assert forbidden["WWW-Authenticate"] == "Token"
     assert b"Log in, or send an API token" in forbidden.content
 
 
