@@ -12,12 +12,16 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 
 def _first_message(detail) -> str:
+    """Return one line for an error detail: the first message of each field, as sentences."""
     if isinstance(detail, list) and detail:
         return _first_message(detail[0])
     if isinstance(detail, dict) and detail:
-        field, value = next(iter(detail.items()))
-        message = _first_message(value)
-        return message if field == "non_field_errors" else f"{field}: {message}"
+        parts = []
+        for field, value in detail.items():
+            message = _first_message(value)
+            part = message if field == "non_field_errors" else f"{field}: {message}"
+            parts.append(part if part.endswith((".", "?", "!")) else f"{part}.")
+        return " ".join(parts)
     return str(detail)
 
 

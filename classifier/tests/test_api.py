@@ -540,3 +540,13 @@ def test_api_post_without_slash_skips_csrf():
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"
     assert response.json()["error"]["code"] == "not_found"
+
+
+def test_error_message_names_every_bad_field(anonymous):
+    response = anonymous.get(f"{IMAGES_URL}?mine=maybe&checked=maybe")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == (
+        "mine: must be true or false (also 1 or 0, yes or no, on or off). "
+        "checked: must be true or false (also 1 or 0, yes or no, on or off)."
+    )
