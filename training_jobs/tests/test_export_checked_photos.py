@@ -157,6 +157,20 @@ def test_command_exports_and_registers(tmp_path, admin_user):
     assert dataset.is_complete
 
 
+def test_command_hides_service_logs_unless_verbose(tmp_path, admin_user, caplog):
+    _checked("apse", 1, admin_user)
+    caplog.set_level("INFO")
+
+    call_command("export_checked_photos", str(tmp_path / "quiet"), "--register", stdout=StringIO())
+    quiet = [record.getMessage() for record in caplog.records]
+    caplog.clear()
+    call_command("export_checked_photos", str(tmp_path / "verbose"), "--verbosity", "2", stdout=StringIO())
+    verbose = [record.getMessage() for record in caplog.records]
+
+    assert not any("exported 1 checked photos" in message or "registered from" in message for message in quiet)
+    assert any(message.startswith("exported 1 checked photos to ") for message in verbose)
+
+
 def test_command_names_classes_nobody_checked(tmp_path, admin_user):
     _checked("apse", 1, admin_user)
     _checked("apse", 2, admin_user)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-from contextlib import contextmanager
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
@@ -11,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from classifier import services
 from classifier.imaging import ImageRejected
+from heritage_site.commands import service_logs_shown
 
 
 class Command(BaseCommand):
@@ -37,7 +36,7 @@ class Command(BaseCommand):
             if user is None:
                 raise CommandError(f"user {owner!r} not found. Create it in the admin first.")
 
-        with _service_logs_shown(show_info=options["verbosity"] >= 2):
+        with service_logs_shown(show_info=options["verbosity"] >= 2):
             imported, already, rejected = self._import(root, user, hide)
         if not (imported or already or rejected):
             raise CommandError(f"no files found under {root} (hidden files and folders are skipped).")
@@ -70,19 +69,6 @@ class Command(BaseCommand):
             imported += 1
             self.stdout.write(f"uploaded {relative.as_posix()} as photo {upload.pk}")
         return imported, already, rejected
-
-
-@contextmanager
-def _service_logs_shown(show_info: bool):
-    """Hide the services' INFO lines, which repeat this command's own line per file, unless show_info is set (-v 2)."""
-    logger = logging.getLogger("classifier")
-    level = logger.level
-    if not show_info:
-        logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _count(number: int, noun: str) -> str:

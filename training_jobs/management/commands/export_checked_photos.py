@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from classifier import services as classifier_services
+from heritage_site.commands import service_logs_shown
 from training_jobs import services
 
 
@@ -35,13 +36,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, folder: str, register: bool, **options):
         try:
-            result = classifier_services.checked_photos_export(
-                folder,
-                test_fraction=options["test_fraction"],
-                seed=options["seed"],
-                include_hidden=options["include_hidden"],
-                base_dataset=options["base_dataset"],
-            )
+            with service_logs_shown(show_info=options["verbosity"] >= 2):
+                result = classifier_services.checked_photos_export(
+                    folder,
+                    test_fraction=options["test_fraction"],
+                    seed=options["seed"],
+                    include_hidden=options["include_hidden"],
+                    base_dataset=options["base_dataset"],
+                )
         except classifier_services.CheckedExportError as error:
             raise CommandError(str(error)) from error
 
@@ -90,7 +92,8 @@ class Command(BaseCommand):
             return
 
         try:
-            dataset = services.dataset_register(path=result["folder"])
+            with service_logs_shown(show_info=options["verbosity"] >= 2):
+                dataset = services.dataset_register(path=result["folder"])
         except services.InvalidDataset as error:
             raise CommandError(str(error)) from error
         state = "ready for training jobs" if dataset.is_complete else "not ready: a class lacks images in one split"
