@@ -59,8 +59,20 @@ class InspectedImage:
     rgb: Image.Image
 
 
-def _megabytes(byte_count: int) -> str:
-    return f"{byte_count / (1024 * 1024):.1f} MB"
+def _file_size(size: int) -> str:
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.1f} MB"
+    if size >= 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size} bytes"
+
+
+def reject_if_too_large(name: str, size: int, max_bytes: int) -> None:
+    """Raise ImageRejected for a file of `size` bytes over `max_bytes`, which callers may check before reading it."""
+    if size > max_bytes:
+        raise ImageRejected(
+            "file_too_large", f"“{name}” is {_file_size(size)}, larger than the limit of {_file_size(max_bytes)}."
+        )
 
 
 def _looks_like_svg(head: bytes) -> bool:
@@ -122,11 +134,7 @@ def inspect_image(
     """
     if not data:
         raise ImageRejected("empty_file", f"“{name}” is empty (0 bytes).")
-    if len(data) > max_bytes:
-        raise ImageRejected(
-            "file_too_large",
-            f"“{name}” is {_megabytes(len(data))}, larger than the limit of {_megabytes(max_bytes)}.",
-        )
+    reject_if_too_large(name, len(data), max_bytes)
 
     _reject_known_non_photos(name, data[:4096])
     image = _open_header(name, data, max_pixels)

@@ -22,7 +22,7 @@ from kombu.exceptions import KombuError
 
 import ml
 from classifier import selectors
-from classifier.imaging import EXTENSIONS, ImageRejected, encode_jpeg_copy, inspect_image
+from classifier.imaging import EXTENSIONS, encode_jpeg_copy, inspect_image, reject_if_too_large
 from classifier.models import ModelVersion, Prediction, StoredImage, Upload
 
 logger = logging.getLogger(__name__)
@@ -219,27 +219,10 @@ def upload_create(*, name: str, data: bytes, owner=None, hidden: bool = False) -
     return upload
 
 
-def _reject_if_too_large(name: str, size: int) -> None:
-    """Raise ImageRejected for a file over UPLOAD_MAX_BYTES, before anything reads it."""
-    if size > settings.UPLOAD_MAX_BYTES:
-        raise ImageRejected(
-            "file_too_large",
-            f"“{name}” is {_file_size(size)}, larger than the limit of {_file_size(settings.UPLOAD_MAX_BYTES)}.",
-        )
-
-
-def _file_size(size: int) -> str:
-    if size >= 1024 * 1024:
-        return f"{size / (1024 * 1024):.1f} MB"
-    if size >= 1024:
-        return f"{size / 1024:.1f} KB"
-    return f"{size} bytes"
-
-
 def upload_create_from_file(*, uploaded_file, owner=None) -> Upload:
     """Like ``upload_create`` for a Django ``UploadedFile``; checks the size before reading it."""
     name = uploaded_file.name or "unnamed file"
-    _reject_if_too_large(name, uploaded_file.size)
+    reject_if_too_large(name, uploaded_file.size, settings.UPLOAD_MAX_BYTES)
     uploaded_file.seek(0)
     return upload_create(name=name, data=uploaded_file.read(), owner=owner)
 
@@ -252,7 +235,7 @@ def upload_import_file(*, path: Path, name: str, owner=None, hidden: bool = Fals
     uploads are hidden too. Raises ``ImageRejected`` as ``upload_create``
     does, and for a file over the byte limit before reading it.
     """
-    _reject_if_too_large(name, path.stat().st_size)
+    reject_if_too_large(name, path.stat().st_size, settings.UPLOAD_MAX_BYTES)
     data = path.read_bytes()
     sha256 = hashlib.sha256(data).hexdigest()
     previous = Upload.objects.filter(
