@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -153,12 +154,12 @@ class UploadAdmin(admin.ModelAdmin):
                 continue
             confirmed += 1
         skipped = queryset.count() - confirmed - already_checked
-        message = f"{confirmed} label{'s' if confirmed != 1 else ''} confirmed."
+        message = f"{confirmed} label{pluralize(confirmed)} confirmed."
         if already_checked:
             message += f" {already_checked} already checked, left as they were."
         if skipped:
             message += (
-                f" {skipped} image{'s' if skipped != 1 else ''} skipped: no finished prediction, "
+                f" {skipped} image{pluralize(skipped)} skipped: no finished prediction, "
                 "or its label is not a class of the active model."
             )
         self.message_user(request, message)
@@ -167,13 +168,15 @@ class UploadAdmin(admin.ModelAdmin):
     def hide(self, request, queryset):
         for upload in queryset:
             services.upload_set_hidden(upload, hidden=True)
-        self.message_user(request, f"{_images(queryset.count())} hidden.")
+        count = queryset.count()
+        self.message_user(request, f"{count} image{pluralize(count)} hidden.")
 
     @admin.action(description="Show the selected images in the gallery")
     def show(self, request, queryset):
         for upload in queryset:
             services.upload_set_hidden(upload, hidden=False)
-        self.message_user(request, f"{_images(queryset.count())} visible.")
+        count = queryset.count()
+        self.message_user(request, f"{count} image{pluralize(count)} visible.")
 
     @admin.action(description="Predict again with the active model")
     def predict_again(self, request, queryset):
@@ -208,7 +211,3 @@ class StoredImageAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         # Deleting the last upload of an image deletes the image and its files.
         return False
-
-
-def _images(count: int) -> str:
-    return f"{count} image" if count == 1 else f"{count} images"

@@ -170,9 +170,7 @@ def gallery_export(request: HttpRequest) -> HttpResponse:
     """Stream the gallery, or with mine=1 the requester's own uploads, as CSV with every class probability."""
     token_problem = token_failure(request)
     if token_problem:
-        response = HttpResponse(token_problem, status=401, content_type="text/plain")
-        response["WWW-Authenticate"] = "Token"
-        return response
+        return _text_unauthorized(token_problem)
 
     user = request_user(request)
     class_names = selectors.class_names()
@@ -182,11 +180,7 @@ def gallery_export(request: HttpRequest) -> HttpResponse:
 
     label, mine, checked = _gallery_filters(request, user, class_names)
     if _mine_requested(request) and not mine:
-        response = HttpResponse(
-            "Log in, or send an API token, to export your own uploads.", status=401, content_type="text/plain"
-        )
-        response["WWW-Authenticate"] = "Token"
-        return response
+        return _text_unauthorized("Log in, or send an API token, to export your own uploads.")
 
     uploads = _gallery_uploads(user, label, mine, checked, _least_confident_requested(request)).iterator(
         chunk_size=exports.CHUNK_SIZE
@@ -198,6 +192,12 @@ def gallery_export(request: HttpRequest) -> HttpResponse:
         name += f"-{label}"
     response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
     response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _text_unauthorized(message: str) -> HttpResponse:
+    response = HttpResponse(message, status=401, content_type="text/plain")
+    response["WWW-Authenticate"] = "Token"
     return response
 
 

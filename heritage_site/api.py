@@ -10,6 +10,8 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from heritage_site.decorators import STAFF_ONLY
+
 
 def _first_message(detail) -> str:
     """Return one line for an error detail: the first message of each field, as sentences."""
@@ -28,7 +30,7 @@ def _first_message(detail) -> str:
 class IsStaff(permissions.BasePermission):
     """Staff members only, with the same refusal message on every endpoint."""
 
-    message = "Only staff users may do this."
+    message = STAFF_ONLY
 
     def has_permission(self, request, view) -> bool:
         return bool(request.user and request.user.is_authenticated and request.user.is_staff)

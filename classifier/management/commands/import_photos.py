@@ -6,6 +6,7 @@ from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.template.defaultfilters import pluralize
 
 from classifier import services
 from classifier.imaging import ImageRejected
@@ -41,14 +42,12 @@ class Command(BaseCommand):
         if not (imported or already or rejected):
             raise CommandError(f"no files found under {root} (hidden files and folders are skipped).")
 
-        summary = (
-            f"{_count(imported, 'photo')} uploaded, {already} imported before and skipped, {len(rejected)} rejected."
-        )
+        summary = f"{imported} photo{pluralize(imported)} uploaded, {already} imported before and skipped, {len(rejected)} rejected."
         if imported:
             summary += " Their predictions are queued for the inference worker."
         self.stdout.write(summary)
         if rejected:
-            raise CommandError(f"{_count(len(rejected), 'file')} rejected, listed above.")
+            raise CommandError(f"{len(rejected)} file{pluralize(len(rejected))} rejected, listed above.")
 
     def _import(self, root: Path, user, hide: bool) -> tuple[int, int, list[str]]:
         imported = already = 0
@@ -69,7 +68,3 @@ class Command(BaseCommand):
             imported += 1
             self.stdout.write(f"uploaded {relative.as_posix()} as photo {upload.pk}")
         return imported, already, rejected
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
