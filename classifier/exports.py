@@ -41,8 +41,12 @@ def upload_csv_rows(
         prediction = upload.latest_prediction
         done = prediction is not None and prediction.status == Prediction.Status.DONE
         probabilities = prediction.probabilities if done else {}
-        owner_values = [_plain_text(upload.original_name), "yes" if upload.is_hidden else "no"]
-        row = [upload.pk] + (owner_values if owner_columns else []) + [
+        owner_values = []
+        if owner_columns:
+            owner_values = [_plain_text(upload.original_name), "yes" if upload.is_hidden else "no"]
+        row = [
+            upload.pk,
+            *owner_values,
             upload.created.isoformat(),
             upload.stored_image.width,
             upload.stored_image.height,
