@@ -111,14 +111,14 @@ def _gallery_filters(request: HttpRequest, user, class_names: list[str]) -> tupl
 
 def _unknown_filter_values(request: HttpRequest, class_names: list[str]) -> dict[str, str]:
     """Map each gallery filter to the value given for it that means nothing, or "" when it is fine."""
-    given = {name: request.GET.get(name, "") for name in ("label", "checked", "mine", "order")}
+    values = {name: request.GET.get(name, "") for name in ("label", "checked", "mine", "order")}
     known = {
-        "label": given["label"] == "" or given["label"] in class_names,
-        "checked": given["checked"].strip() == "" or given["checked"].strip().lower() in CHECKED_SPELLINGS,
-        "mine": given["mine"].strip() == "" or given["mine"].strip().lower() in CHECKED_SPELLINGS,
-        "order": given["order"].strip().lower() in {"", "newest", "confidence"},
+        "label": values["label"] == "" or values["label"] in class_names,
+        "checked": values["checked"].strip() == "" or values["checked"].strip().lower() in CHECKED_SPELLINGS,
+        "mine": values["mine"].strip() == "" or values["mine"].strip().lower() in CHECKED_SPELLINGS,
+        "order": values["order"].strip().lower() in {"", "newest", "confidence"},
     }
-    return {name: "" if known[name] else given[name] for name in given}
+    return {name: "" if known[name] else values[name] for name in values}
 
 
 def _mine_requested(request: HttpRequest) -> bool:
@@ -202,8 +202,11 @@ def _text_unauthorized(message: str) -> HttpResponse:
 
 
 def _export_filter_problems(unknown: dict[str, str], class_names: list[str]) -> list[str]:
-    """One line per filter value the CSV export cannot apply. The gallery shows a notice instead,
-    but a file has no room for one, and an unfiltered file would pass for a filtered one."""
+    """Return one line per filter value the CSV export cannot apply.
+
+    The gallery shows a notice instead, but a file has no room for one, and
+    an unfiltered file would pass for a filtered one.
+    """
     expected = {
         "label": f"a class of the active model ({', '.join(class_names)})",
         "checked": "yes or no (also true/false, 1/0, on/off)",

@@ -44,9 +44,9 @@ class Pagination(PageNumberPagination):
             return super().paginate_queryset(queryset, request, view)
         except exceptions.NotFound:
             pages = self.django_paginator_class(queryset, self.get_page_size(request)).num_pages
-            given = request.query_params.get(self.page_query_param, "")
+            page_text = request.query_params.get(self.page_query_param, "")
             raise exceptions.NotFound(
-                f"Invalid page {given!r}: use a page number from 1 to {pages}, or last."
+                f"Invalid page {page_text!r}: use a page number from 1 to {pages}, or last."
             ) from None
 
 

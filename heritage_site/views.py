@@ -23,7 +23,7 @@ def api_not_found(request: HttpRequest) -> HttpResponsePermanentRedirect | JsonR
 
     A path that lacks only its trailing slash names a real endpoint. A GET
     or HEAD is redirected there, as Django does for pages; other methods
-    would lose their body in a redirect, so the error says to add the slash.
+    would lose their body in a redirect, so the error tells the client to add the slash.
     """
     with_slash = f"{request.path}/"
     if not request.path.endswith("/") and _is_endpoint(with_slash):

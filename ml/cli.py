@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-pixels",
         type=_positive_int,
         default=DEFAULT_MAX_PIXELS,
-        help=f"refuse images with more pixels than this, as the site does (default {DEFAULT_MAX_PIXELS:,})",
+        help=f"reject images with more pixels than this, as the site does (default {DEFAULT_MAX_PIXELS:,})",
     )
     predict.add_argument("--json", action="store_true", help="print one JSON object per line and file")
     predict.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
@@ -209,15 +209,15 @@ def _train_config(args):
     return TrainConfig(**flags)
 
 
-def _refuse_existing_model(out_dir: str, overwrite: bool) -> None:
-    """Raise ConfigError if out_dir already holds a model and --overwrite was not given."""
+def _check_out_folder(out_dir: str, overwrite: bool) -> None:
+    """Raise ConfigError if out_dir is a file, or contains a model and --overwrite was not given."""
     from ml.errors import ConfigError
 
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ConfigError(f"{out_dir} is a file, not a folder. Choose a folder for --out.")
     if not overwrite and (Path(out_dir) / "model.json").exists():
         raise ConfigError(
-            f"{out_dir} already holds a model (model.json). Choose another --out folder, "
+            f"{out_dir} already contains a model (model.json). Choose another --out folder, "
             "or pass --overwrite to replace it."
         )
 
@@ -228,7 +228,7 @@ def run_train(args) -> int:
     from ml.training import fit
 
     config = _train_config(args)
-    _refuse_existing_model(config.out_dir, args.overwrite)
+    _check_out_folder(config.out_dir, args.overwrite)
     bar = None
 
     def on_progress(event: dict) -> None:
@@ -318,7 +318,7 @@ def run_average(args) -> int:
     from ml.averaging import compare_on_validation, format_comparison
 
     if args.out:
-        _refuse_existing_model(args.out, args.overwrite)
+        _check_out_folder(args.out, args.overwrite)
     result = compare_on_validation(
         args.models, args.data, args.out, recalibrate=args.recalibrate, device=args.device, keep=args.keep
     )
@@ -329,7 +329,7 @@ def run_average(args) -> int:
 def run_export(args) -> int:
     from ml.export import export_model
 
-    _refuse_existing_model(args.out, args.overwrite)
+    _check_out_folder(args.out, args.overwrite)
     report = export_model(args.model, args.out, args.dtype, args.data)
     print(json.dumps(report, indent=2))
     return 0

@@ -75,7 +75,7 @@ def open_image(source: ImageSource, draft_size: int | None = None, max_pixels: i
     white and 16-bit or CMYK data is converted to 8-bit RGB. With
     `draft_size`, a JPEG is decoded at a reduced scale that still covers
     `draft_size` pixels on its short side, which makes 24-megapixel photos
-    cheap to classify. With `max_pixels`, a larger image is refused from its
+    cheap to classify. With `max_pixels`, a larger image is rejected from its
     header, before any decoding.
     """
     if isinstance(source, Image.Image):

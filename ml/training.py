@@ -181,7 +181,7 @@ class CutMix:
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, float]:
-        """Return (images, order, own_share): image i holds a box of image order[i], and
+        """Return (images, order, own_share): image i contains a box of image order[i], and
         own_share is the share of each image left as it was. A batch left alone comes
         back with order None and own_share 1."""
         if self.rng.random() >= self.prob:

@@ -66,9 +66,9 @@ class Dataset(models.Model):
                 "has images in both train/ and test/."
             )
         if self.unreadable:
-            shown = ", ".join(self.unreadable[:5]) + (", ..." if len(self.unreadable) > 5 else "")
+            listed = ", ".join(self.unreadable[:5]) + (", ..." if len(self.unreadable) > 5 else "")
             sentences.append(
-                f"{len(self.unreadable)} unreadable image file(s): {shown}. Training skips them, "
+                f"{len(self.unreadable)} unreadable image file(s): {listed}. Training skips them, "
                 "and stops if there are too many."
             )
         return " ".join(sentences)

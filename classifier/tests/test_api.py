@@ -371,12 +371,12 @@ def test_hide_needs_explicit_value(staff_client):
     url = f"{IMAGES_URL}{upload.pk}/hide/"
 
     empty = staff_client.post(url, {}, format="json")
-    shown = staff_client.post(url, {"hidden": False}, format="json")
+    visible = staff_client.post(url, {"hidden": False}, format="json")
 
     assert empty.status_code == 400
     assert empty.json()["error"]["fields"] == {"hidden": ["This field is required."]}
     assert Upload.objects.get(pk=upload.pk).is_hidden is False
-    assert shown.json()["hidden"] is False
+    assert visible.json()["hidden"] is False
 
 
 def test_predict_again_requires_staff(member_client, staff_client):

@@ -56,12 +56,12 @@ def test_predict_prints_top_classes(tiny_model, tmp_path, capsys):
     assert line.count(",") == 1
 
 
-def test_predict_refuses_images_over_pixel_limit(tiny_model, tmp_path, capsys, monkeypatch):
+def test_predict_rejects_oversized_images(tiny_model, tmp_path, capsys, monkeypatch):
     small, large, huge = tmp_path / "small.png", tmp_path / "large.png", tmp_path / "huge.png"
     Image.new("RGB", (40, 30)).save(small)
     Image.new("RGB", (40, 40)).save(large)
     Image.new("RGB", (60, 60)).save(huge)
-    # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that.
+    # Pillow warns above MAX_IMAGE_PIXELS and raises an error above twice that.
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)
 
     with warnings.catch_warnings():
@@ -279,13 +279,13 @@ def test_train_rejects_cutmix_alpha_without_cutmix(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("command", [["train", "--data", "d"], ["export", "m"], ["average", "a", "b"]])
-def test_out_folder_with_model_is_refused(tmp_path, capsys, command):
+def test_out_folder_with_model_rejected(tmp_path, capsys, command):
     (tmp_path / "model.json").write_text("{}")
 
     code = main([*command, "--out", str(tmp_path)])
 
     assert code == 2
-    assert f"error: {tmp_path} already holds a model (model.json)" in capsys.readouterr().err
+    assert f"error: {tmp_path} already contains a model (model.json)" in capsys.readouterr().err
     assert (tmp_path / "model.json").read_text() == "{}"
 
 
@@ -296,7 +296,7 @@ def test_overwrite_lets_train_reuse_out_folder(tmp_path, capsys):
 
     err = capsys.readouterr().err
     assert code == 2
-    assert "already holds a model" not in err
+    assert "already contains a model" not in err
     assert f"dataset folder not found: {tmp_path / 'missing'}" in err
 
 
@@ -309,7 +309,7 @@ def test_missing_flag_error_has_no_repeated_hint(tmp_path, capsys):
     assert "is set by --data" not in err
 
 
-def test_out_that_is_a_file_is_refused(tmp_path, capsys):
+def test_out_file_rejected(tmp_path, capsys):
     target = tmp_path / "notes.txt"
     target.write_text("keep me")
 
