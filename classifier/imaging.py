@@ -60,10 +60,11 @@ class InspectedImage:
 
 
 def _file_size(size: int) -> str:
+    # Binary units, named as such: the limits are set in bytes and shown as MiB.
     if size >= 1024 * 1024:
-        return f"{size / (1024 * 1024):.1f} MB"
+        return f"{size / (1024 * 1024):.1f} MiB"
     if size >= 1024:
-        return f"{size / 1024:.1f} KB"
+        return f"{size / 1024:.1f} KiB"
     return f"{size} bytes"
 
 

@@ -38,7 +38,7 @@ def upload_page(request: HttpRequest) -> HttpResponse:
     context = {
         "accept": ACCEPT_ATTRIBUTE,
         "max_files": settings.UPLOAD_MAX_FILES,
-        "max_megabytes": settings.UPLOAD_MAX_BYTES // (1024 * 1024),
+        "max_mebibytes": settings.UPLOAD_MAX_BYTES // (1024 * 1024),
         # The page's script sends one request per photo, so requests are photos here.
         "upload_rate": upload_rate_text("uploads_user" if request.user.is_authenticated else "uploads_anon", "uploads"),
         "active_model": selectors.model_version_get_active(),

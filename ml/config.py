@@ -100,8 +100,9 @@ class TrainConfig:
             problems.append(f"batch_size must be at least 2, got {self.batch_size}")
         if not 0 < self.learning_rate < 1:
             problems.append(f"learning_rate must be between 0 and 1, got {self.learning_rate}")
-        if not 16 <= self.image_size <= 1024:
-            problems.append(f"image_size must be between 16 and 1024 pixels, got {self.image_size}")
+        # EfficientNet's five stride-2 stages leave a 1x1 feature map below 32 px.
+        if not 32 <= self.image_size <= 1024:
+            problems.append(f"image_size must be between 32 and 1024 pixels, got {self.image_size}")
         if not 0 < self.val_fraction < 0.5:
             problems.append(f"val_fraction must be between 0 and 0.5, got {self.val_fraction}")
         if not 0 <= self.low_res_prob <= 1:

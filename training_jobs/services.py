@@ -119,9 +119,8 @@ def dataset_register(*, path: str | Path, name: str = "") -> Dataset:
 # Launch and cancel
 
 
-# Whole-number settings and their inclusive ranges. TrainConfig accepts
-# image sizes from 16 px, but EfficientNet's five stride-2 stages leave a
-# 1x1 feature map below 32 px.
+# Whole-number settings and their inclusive ranges; the image size range is
+# TrainConfig's, so a job the form accepts is one the worker can train.
 WHOLE_NUMBER_RANGES = {
     "epochs": (1, 1000),
     "batch_size": (2, 4096),

@@ -9,7 +9,7 @@ import zlib
 import pytest
 from PIL import Image
 
-from classifier.imaging import ImageRejected, encode_jpeg_copy, inspect_image
+from classifier.imaging import ImageRejected, encode_jpeg_copy, inspect_image, reject_if_too_large
 from conftest import make_image_bytes
 
 LIMITS = {
@@ -261,3 +261,10 @@ def test_inspect_rejects_tiff_based_raw_by_extension():
 
     assert "(Nikon NEF, by its .nef name; rename a plain TIFF to .tif)" in rejection.message
     assert accepted.format == "TIFF"
+
+
+def test_size_limit_message_names_binary_units():
+    with pytest.raises(ImageRejected) as caught:
+        reject_if_too_large("scan.tif", 3 * 1024 * 1024 + 512 * 1024, max_bytes=2 * 1024 * 1024)
+
+    assert caught.value.message == "“scan.tif” is 3.5 MiB, larger than the limit of 2.0 MiB."

@@ -115,7 +115,7 @@ def test_evaluate_returns_metrics_and_samples(tiny_dataset, tmp_path):
     [
         ("mode", "partial", "mode must be one of"),
         ("epochs", 0, "epochs must be at least 1"),
-        ("image_size", 8, "image_size must be between"),
+        ("image_size", 16, "image_size must be between 32 and 1024 pixels, got 16"),
         ("learning_rate", 2.0, "learning_rate must be between"),
         ("device", "tpu", "device must be auto, cpu or cuda"),
         ("ema_decay", 1.0, "ema_decay must be between 0 and 1"),
