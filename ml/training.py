@@ -371,6 +371,112 @@ def _ignore_progress(event: dict) -> None:
     pass
 
 
+def _build_networks(config: TrainConfig, data: PreparedData, mean, std, device: torch.device):
+    """The network to train and the optional teacher, each with its origin (None when absent)."""
+    if config.init_from is not None:
+        model, starting_point = load_related_model(config.init_from, "init_from", config, data, mean, std)
+    else:
+        model, starting_point = create_model(config.backbone, len(data.class_names), config.weights_file), None
+    if config.mode == "linear-probe":
+        freeze_backbone(model)
+    model = model.to(device).to(memory_format=torch.channels_last)
+
+    teacher, teacher_origin = None, None
+    if config.teacher is not None:
+        # Building the teacher draws random initial weights. fork_rng keeps those draws out of training's.
+        with torch.random.fork_rng(devices=[]):
+            teacher, teacher_origin = load_related_model(config.teacher, "teacher", config, data, mean, std)
+        teacher = teacher.to(device).to(memory_format=torch.channels_last).eval()
+        for parameter in teacher.parameters():
+            parameter.requires_grad_(False)
+    return model, starting_point, teacher, teacher_origin
+
+
+def _training_loader(dataset, config: TrainConfig, device: torch.device) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=len(dataset) > config.batch_size,
+        num_workers=config.num_workers,
+        generator=torch.Generator().manual_seed(config.seed),
+        persistent_workers=config.num_workers > 0,
+        worker_init_fn=_seed_worker,
+        pin_memory=device.type == "cuda",
+    )
+
+
+def _base_description(config: TrainConfig, model: nn.Module, data: PreparedData, mean, std) -> dict:
+    """The model.json fields that stay the same for every saved epoch."""
+    return {
+        "backbone": config.backbone,
+        "architecture": type(model).__name__,
+        "class_names": data.class_names,
+        "image_size": config.image_size,
+        "source_size": config.source_size,
+        "mean": mean,
+        "std": std,
+        "tta": config.tta,
+        "config": config.to_dict(),
+        "dataset_fingerprint": data.fingerprint,
+        "dataset_stats": data.stats,
+    }
+
+
+def _score_related_models(related, data: PreparedData, device, config: TrainConfig) -> None:
+    """Log each starting model's or teacher's own validation score and store it in its origin.
+
+    `related` holds (role, origin, network) triples; an origin of None is skipped.
+    """
+    for role, origin, network in related:
+        if origin is None:
+            continue
+        # The teacher's pass leaves the random state as a plain run has it. The starting
+        # model's pass does not, so that runs from earlier versions of this code repeat.
+        with torch.random.fork_rng(devices=[], enabled=role == "teacher"):
+            scores = validate(network, data.val, device, config, data.class_names)
+        origin.update(val_accuracy=scores["accuracy"], val_macro_f1=scores["macro_f1"])
+        logger.info("%s: val_acc %.4f val_macro_f1 %.4f", role, scores["accuracy"], scores["macro_f1"])
+
+
+def _validate_epoch(model, average, data: PreparedData, device, config: TrainConfig) -> tuple[dict, dict | None]:
+    """Score the weights that get saved, and with a moving average also the training weights."""
+    if average is None:
+        return validate(model, data.val, device, config, data.class_names), None
+
+    val = validate(average.model, data.val, device, config, data.class_names)
+    # Scoring the training weights shows what the average adds (the best epoch ignores it).
+    # fork_rng keeps this extra pass from changing the random draws of later epochs.
+    with torch.random.fork_rng(devices=[]):
+        training_weights = validate(model, data.val, device, config, data.class_names)
+    return val, training_weights
+
+
+def _epoch_metrics(
+    epoch: int, config: TrainConfig, trained: dict, val: dict, training_weights, lr: float, seconds: float
+):
+    """The epoch's history entry, logged as one line."""
+    metrics = {
+        "epoch": epoch,
+        "train_loss": trained["train_loss"],
+        "val_accuracy": val["accuracy"],
+        "val_macro_f1": val["macro_f1"],
+        "lr": lr,
+        "seconds": seconds,
+    }
+    raw_note = ""
+    if training_weights is not None:
+        metrics["raw_val_accuracy"] = training_weights["accuracy"]
+        metrics["raw_val_macro_f1"] = training_weights["macro_f1"]
+        raw_note = f" (without averaging: val_macro_f1 {training_weights['macro_f1']:.4f})"
+    logger.info(
+        "epoch %d/%d train_loss %.4f val_acc %.4f val_macro_f1 %.4f lr %.2e %.0f s%s",
+        epoch, config.epochs, metrics["train_loss"], metrics["val_accuracy"],
+        metrics["val_macro_f1"], metrics["lr"], metrics["seconds"], raw_note,
+    )  # fmt: skip
+    return metrics
+
+
 def fit(
     config: TrainConfig,
     on_progress: ProgressCallback | None = None,
@@ -395,64 +501,22 @@ def fit(
     probe = create_model(config.backbone, 2, config.weights_file, pretrained=False)
     mean, std = model_normalization(probe)
     data = prepare_data(config, mean, std)
-    if config.init_from is not None:
-        model, starting_point = load_related_model(config.init_from, "init_from", config, data, mean, std)
-    else:
-        model, starting_point = create_model(config.backbone, len(data.class_names), config.weights_file), None
-    if config.mode == "linear-probe":
-        freeze_backbone(model)
-    model = model.to(device).to(memory_format=torch.channels_last)
-    teacher, teacher_origin = None, None
-    if config.teacher is not None:
-        # Building the teacher draws random initial weights. fork_rng keeps those draws out of training's.
-        with torch.random.fork_rng(devices=[]):
-            teacher, teacher_origin = load_related_model(config.teacher, "teacher", config, data, mean, std)
-        teacher = teacher.to(device).to(memory_format=torch.channels_last).eval()
-        for parameter in teacher.parameters():
-            parameter.requires_grad_(False)
-
-    generator = torch.Generator().manual_seed(config.seed)
-    loader = torch.utils.data.DataLoader(
-        data.train,
-        batch_size=config.batch_size,
-        shuffle=True,
-        drop_last=len(data.train) > config.batch_size,
-        num_workers=config.num_workers,
-        generator=generator,
-        persistent_workers=config.num_workers > 0,
-        worker_init_fn=_seed_worker,
-        pin_memory=device.type == "cuda",
-    )
+    model, starting_point, teacher, teacher_origin = _build_networks(config, data, mean, std, device)
+    loader = _training_loader(data.train, config, device)
     optimizer, scheduler = build_optimizer(model, config, len(loader))
     # With ema_decay, the moving average is what gets validated and saved.
     average = WeightAverage(model, config.ema_decay) if config.ema_decay is not None else None
     scored_model = average.model if average is not None else model
     cutmix = CutMix(config.cutmix_prob, config.cutmix_alpha, config.seed) if config.cutmix_prob > 0 else None
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    base_description = {
-        "backbone": config.backbone,
-        "architecture": type(model).__name__,
-        "class_names": data.class_names,
-        "image_size": config.image_size,
-        "source_size": config.source_size,
-        "mean": mean,
-        "std": std,
-        "tta": config.tta,
-        "config": config.to_dict(),
-        "dataset_fingerprint": data.fingerprint,
-        "dataset_stats": data.stats,
-    }
+    base_description = _base_description(config, model, data, mean, std)
     # A starting model's or teacher's own score on this split is the figure to beat.
-    for role, origin, network in (("init_from", starting_point, model), ("teacher", teacher_origin, teacher)):
-        if origin is None:
-            continue
-        # The teacher's pass leaves the random state as a plain run has it. The starting
-        # model's pass does not, so that runs from earlier versions of this code repeat.
-        with torch.random.fork_rng(devices=[], enabled=role == "teacher"):
-            scores = validate(network, data.val, device, config, data.class_names)
-        origin.update(val_accuracy=scores["accuracy"], val_macro_f1=scores["macro_f1"])
-        logger.info("%s: val_acc %.4f val_macro_f1 %.4f", role, scores["accuracy"], scores["macro_f1"])
-        base_description[role] = origin
+    _score_related_models(
+        [("init_from", starting_point, model), ("teacher", teacher_origin, teacher)], data, device, config
+    )
+    for role, origin in (("init_from", starting_point), ("teacher", teacher_origin)):
+        if origin is not None:
+            base_description[role] = origin
 
     result = FitResult(model_dir=None)
     best_score, epochs_without_gain = -1.0, 0
@@ -460,47 +524,13 @@ def fit(
         for epoch in range(1, config.epochs + 1):
             epoch_started = time.perf_counter()
             trained = train_one_epoch(
-                model,
-                loader,
-                optimizer,
-                scheduler,
-                loss_fn,
-                device,
-                config,
-                epoch,
-                on_progress,
-                should_stop,
-                average=average,
-                teacher=teacher,
-                cutmix=cutmix,
-            )
-            val = validate(scored_model, data.val, device, config, data.class_names)
-            training_weights = None
-            if average is not None:
-                # Score the training weights too, to show what the average adds (the best epoch ignores it).
-                # fork_rng keeps this extra pass from changing the random draws of later epochs.
-                with torch.random.fork_rng(devices=[]):
-                    training_weights = validate(model, data.val, device, config, data.class_names)
-
-            metrics = {
-                "epoch": epoch,
-                "train_loss": trained["train_loss"],
-                "val_accuracy": val["accuracy"],
-                "val_macro_f1": val["macro_f1"],
-                "lr": optimizer.param_groups[0]["lr"],
-                "seconds": time.perf_counter() - epoch_started,
-            }
-            raw_note = ""
-            if training_weights is not None:
-                metrics["raw_val_accuracy"] = training_weights["accuracy"]
-                metrics["raw_val_macro_f1"] = training_weights["macro_f1"]
-                raw_note = f" (without averaging: val_macro_f1 {training_weights['macro_f1']:.4f})"
-            result.history.append(metrics)
-            logger.info(
-                "epoch %d/%d train_loss %.4f val_acc %.4f val_macro_f1 %.4f lr %.2e %.0f s%s",
-                epoch, config.epochs, metrics["train_loss"], metrics["val_accuracy"],
-                metrics["val_macro_f1"], metrics["lr"], metrics["seconds"], raw_note,
+                model, loader, optimizer, scheduler, loss_fn, device, config, epoch, on_progress, should_stop,
+                average=average, teacher=teacher, cutmix=cutmix,
             )  # fmt: skip
+            val, training_weights = _validate_epoch(model, average, data, device, config)
+            lr, seconds = optimizer.param_groups[0]["lr"], time.perf_counter() - epoch_started
+            metrics = _epoch_metrics(epoch, config, trained, val, training_weights, lr, seconds)
+            result.history.append(metrics)
 
             # Ties go to the later epoch: the learning rate is lower there.
             if val["macro_f1"] >= best_score:
