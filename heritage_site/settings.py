@@ -70,6 +70,9 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # After the session and messages middleware, whose set-up it uses; its
+    # check runs before the CSRF check, which would parse the body first.
+    "heritage_site.middleware.TooManyFilesMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

@@ -215,8 +215,14 @@ class TrainingJobListCreateApi(APIView):
     @extend_schema(request=InputSerializer, responses={201: JobDetailSerializer}, tags=["training"])
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
-        if not serializer.is_valid():
-            raise serializers.ValidationError(_all_setting_errors(serializer, request.data))
+        # A misspelt setting would otherwise launch the default recipe, a run of most of an hour.
+        sent = set(request.data.keys()) if hasattr(request.data, "keys") else set()
+        unknown = sorted(sent - set(serializer.fields) - {"csrfmiddlewaretoken"})
+        if not serializer.is_valid() or unknown:
+            errors = _all_setting_errors(serializer, request.data)
+            for name in unknown:
+                errors[name] = [f"Unknown setting. The settings are: {', '.join(serializer.fields)}."]
+            raise serializers.ValidationError(errors)
         values = dict(serializer.validated_data)
         dataset = values.pop("dataset")
 

@@ -120,6 +120,19 @@ def test_upload_too_many_files_is_400(anonymous, settings):
     assert response.json()["error"]["code"] == "too_many_files"
 
 
+def test_upload_over_django_file_limit_is_json_400(anonymous, settings):
+    settings.UPLOAD_MAX_FILES = 2
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 3
+
+    response = _upload(anonymous, *[_file(f"{index}.jpg") for index in range(4)])
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {"code": "too_many_files", "message": "More than 3 files sent; upload at most 2 per request."}
+    }
+    assert not Upload.objects.exists()
+
+
 @pytest.mark.parametrize("wait", ["abc", "-1", "31"])
 def test_upload_invalid_wait_is_400(anonymous, wait):
     response = _upload(anonymous, _file("a.jpg"), query=f"?wait={wait}")

@@ -86,6 +86,18 @@ def test_form_post_without_javascript_redirects_to_results(client):
     assert Upload.objects.count() == 2
 
 
+def test_form_post_over_django_file_limit_returns_form_with_message(client, settings):
+    settings.UPLOAD_MAX_FILES = 2
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 3
+    files = [SimpleUploadedFile(f"{index}.jpg", make_image_bytes("JPEG")) for index in range(4)]
+
+    response = client.post("/", {"file": files}, follow=True)
+
+    assert response.redirect_chain == [("/", 302)]
+    assert "More than 3 files sent; upload at most 2 per request." in response.content.decode()
+    assert not Upload.objects.exists()
+
+
 def test_form_post_all_rejected_shows_reasons(client):
     response = client.post("/", {"file": [SimpleUploadedFile("empty.jpg", b"")]})
 

@@ -97,6 +97,27 @@ def test_create_rejects_invalid_value_naming_field(staff_client, dataset, sent):
     assert not TrainingJob.objects.exists()
 
 
+def test_create_rejects_unknown_setting(staff_client, dataset, sent):
+    response = staff_client.post(
+        "/api/v1/training-jobs/", {"dataset": dataset.pk, "epoch": 2, "epochs": 0}, content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    fields = response.json()["error"]["fields"]
+    assert set(fields) == {"epoch", "epochs"}
+    assert fields["epoch"][0].startswith(
+        "Unknown setting. The settings are: dataset, backbone, weights_file, mode, epochs,"
+    )
+    assert not TrainingJob.objects.exists()
+
+
+def test_create_rejects_a_list_body(staff_client, dataset, sent):
+    response = staff_client.post("/api/v1/training-jobs/", [dataset.pk], content_type="application/json")
+
+    assert response.status_code == 400
+    assert not TrainingJob.objects.exists()
+
+
 def test_create_names_every_invalid_field(staff_client, dataset, sent):
     response = staff_client.post(
         "/api/v1/training-jobs/",
