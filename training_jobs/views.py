@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 from pathlib import Path
 
 from django.contrib import messages
@@ -170,8 +171,11 @@ def sample_image(request: HttpRequest, job_id: int, sample_id: int) -> FileRespo
     if sample is None:
         raise Http404("Sample not found.")
 
-    root = Path(job.dataset.path).resolve()
-    path = (root / sample.path).resolve()
+    # The containment check is on the path as written, not on where symlinks
+    # lead: datasets such as export_checked_photos --base-dataset link their
+    # images from elsewhere, and the sample path comes from the dataset's own listing.
+    root = Path(os.path.abspath(job.dataset.path))
+    path = Path(os.path.normpath(root / sample.path))
     if not path.is_relative_to(root) or not path.is_file():
         raise Http404("The image file is no longer in the dataset folder.")
     return FileResponse(path.open("rb"))

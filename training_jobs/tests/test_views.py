@@ -186,6 +186,20 @@ def test_sample_image_stays_inside_dataset(anonymous_client, succeeded_job):
     assert response.status_code == 404
 
 
+def test_sample_image_follows_symlink_inside_dataset(anonymous_client, succeeded_job, dataset_folder, tmp_path):
+    elsewhere = tmp_path / "elsewhere.jpg"
+    elsewhere.write_bytes((dataset_folder / "test" / "altar" / "altar_2.jpg").read_bytes() + b"linked")
+    (dataset_folder / "test" / "altar" / "linked.jpg").symlink_to(elsewhere)
+    sample = succeeded_job.samples.first()
+    sample.path = "test/altar/linked.jpg"
+    sample.save()
+
+    response = anonymous_client.get(f"/training/jobs/{succeeded_job.pk}/samples/{sample.pk}/image")
+
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == elsewhere.read_bytes()
+
+
 def test_metrics_csv_has_both_splits(anonymous_client, succeeded_job):
     response = anonymous_client.get(f"/training/jobs/{succeeded_job.pk}/metrics.csv")
 
