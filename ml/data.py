@@ -194,7 +194,7 @@ def check_classes_have_images(class_names: list[str], labels: list[int], split_n
 
 
 def scan_dataset(data_dir: str | Path) -> dict:
-    """Summarise a dataset folder: counts per split and class, unreadable files, gaps."""
+    """Summarise a dataset folder: readable images per split and class, unreadable files, gaps."""
     root = Path(data_dir)
     if root.is_file():
         raise DatasetError(f"{root} is a file, not a folder: give the folder that contains train/ and test/")
@@ -214,10 +214,10 @@ def scan_dataset(data_dir: str | Path) -> dict:
         for name in classes:
             class_dir = root / split / name
             files = list(_image_files(class_dir)) if class_dir.is_dir() else []
-            counts[split][name] = len(files)
-            for path in files:
-                if not _is_readable(path):
-                    unreadable.append(str(path.relative_to(root)))
+            bad = [str(path.relative_to(root)) for path in files if not _is_readable(path)]
+            # Only readable images count, so a class whose files are all broken is missing.
+            counts[split][name] = len(files) - len(bad)
+            unreadable.extend(bad)
     missing = {split: [name for name in classes if counts[split][name] == 0] for split in SPLITS}
     return {"classes": classes, "counts": counts, "unreadable": sorted(unreadable), "missing": missing}
 

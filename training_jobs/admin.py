@@ -153,6 +153,18 @@ class TrainingJobAdmin(admin.ModelAdmin):
         # The change page is read-only, because transitions happen through the actions.
         return super().has_change_permission(request, obj) if obj is None else False
 
+    def get_deleted_objects(self, objs, request):
+        # Listed as protected, a job whose model serves predictions blocks the deletion on the
+        # confirmation page (one job or the bulk action); otherwise its scores would vanish
+        # from /training/ while its model kept serving.
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        serving = [job for job in objs if job.model_version_id and job.model_version.is_active]
+        protected = list(protected) + [
+            f"Training job {job.pk}: its model {job.model_version} serves predictions. Activate another model first."
+            for job in serving
+        ]
+        return deleted, model_count, perms_needed, protected
+
     def save_form(self, request, form, change):
         if change:
             return super().save_form(request, form, change)

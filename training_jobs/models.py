@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.template.defaultfilters import pluralize
 
 
 class Dataset(models.Model):
@@ -68,7 +69,7 @@ class Dataset(models.Model):
         if self.unreadable:
             listed = ", ".join(self.unreadable[:5]) + (", ..." if len(self.unreadable) > 5 else "")
             sentences.append(
-                f"{len(self.unreadable)} unreadable image file(s): {listed}. Training skips them, "
+                f"{len(self.unreadable)} unreadable image file{pluralize(len(self.unreadable))}: {listed}. Training skips them, "
                 "and stops if there are too many."
             )
         return " ".join(sentences)
@@ -241,6 +242,9 @@ class EpochMetric(models.Model):
         ordering = ["job", "epoch"]
         constraints = [models.UniqueConstraint(fields=["job", "epoch"], name="epoch_metric_unique_epoch")]
 
+    def __str__(self) -> str:
+        return f"job {self.job_id}, epoch {self.epoch}"
+
 
 class ClassMetric(models.Model):
     """Precision, recall, F1 and support of one class on one split."""
@@ -261,6 +265,9 @@ class ClassMetric(models.Model):
         ordering = ["job", "split", "class_name"]
         constraints = [models.UniqueConstraint(fields=["job", "split", "class_name"], name="class_metric_unique_class")]
 
+    def __str__(self) -> str:
+        return f"job {self.job_id}, {self.split} scores of {self.class_name}"
+
 
 class SamplePrediction(models.Model):
     """One test image with its true and predicted class, for the confusion-matrix drill-down."""
@@ -273,3 +280,6 @@ class SamplePrediction(models.Model):
     class Meta:
         ordering = ["job", "path"]
         indexes = [models.Index(fields=["job", "true_class", "predicted_class"], name="sample_cell_idx")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id}, {self.path}: {self.true_class} predicted as {self.predicted_class}"

@@ -169,6 +169,19 @@ def test_scan_dataset_reports_counts_bad_files_and_gaps(tmp_path):
 
     assert summary["classes"] == ["altar", "apse", "vault"]
     assert summary["counts"]["train"] == {"altar": 1, "apse": 2, "vault": 2}
-    assert summary["counts"]["test"] == {"altar": 0, "apse": 2, "vault": 3}
+    assert summary["counts"]["test"] == {"altar": 0, "apse": 2, "vault": 2}
     assert summary["unreadable"] == ["test/vault/broken.jpg"]
     assert summary["missing"] == {"train": [], "test": ["altar"]}
+
+
+def test_scan_dataset_counts_class_with_only_broken_files_as_missing(tmp_path):
+    make_image_folder(tmp_path, classes=["apse", "vault"], per_class=2, size=16)
+    for old in (tmp_path / "test" / "apse").iterdir():
+        old.unlink()
+    (tmp_path / "test" / "apse" / "a.jpg").write_text("not an image")
+
+    summary = scan_dataset(tmp_path)
+
+    assert summary["counts"]["test"] == {"apse": 0, "vault": 2}
+    assert summary["unreadable"] == ["test/apse/a.jpg"]
+    assert summary["missing"] == {"train": [], "test": ["apse"]}

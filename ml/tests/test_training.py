@@ -110,6 +110,16 @@ def test_evaluate_returns_metrics_and_samples(tiny_dataset, tmp_path):
     assert fewer["split_fingerprint"] != metrics["split_fingerprint"]
 
 
+def test_evaluate_warns_about_class_without_images(tiny_model, tiny_dataset, caplog):
+    altar = {f"test/altar/{path.name}" for path in (tiny_dataset / "test" / "altar").iterdir()}
+
+    with caplog.at_level("WARNING", logger="ml.evaluation"):
+        metrics = evaluate(tiny_model, tiny_dataset, split="test", device="cpu", exclude=altar)
+
+    assert metrics["per_class"]["altar"]["support"] == 0
+    assert "no readable test images of altar: their F1 of 0 counts in macro-F1" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [

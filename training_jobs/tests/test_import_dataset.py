@@ -34,7 +34,7 @@ def test_import_dataset_warns_about_gaps(db, dataset_folder):
 
     text = output.getvalue()
     assert "Classes with no images in train/: vault" in text
-    assert "1 unreadable files" in text
+    assert "1 unreadable file:" in text
     assert "test/apse/junk.jpg" in text
     assert "cannot use this dataset" in text
 

@@ -382,6 +382,33 @@ def test_html_cancel_and_promote_by_staff(staff_client, succeeded_job, make_job)
     assert 'id="cancel-form"' not in page
 
 
+def test_admin_refuses_to_delete_job_of_serving_model(staff_client, succeeded_job):
+    staff_client.post(f"/training/jobs/{succeeded_job.pk}/promote/")
+    url = f"/admin/training_jobs/trainingjob/{succeeded_job.pk}/delete/"
+
+    confirm = staff_client.get(url).content.decode()
+    staff_client.post(url, {"post": "yes"})
+    staff_client.post(
+        "/admin/training_jobs/trainingjob/",
+        {"action": "delete_selected", "_selected_action": [succeeded_job.pk], "post": "yes"},
+    )
+
+    assert f"Training job {succeeded_job.pk}: its model" in confirm
+    assert "serves predictions. Activate another model first." in confirm
+    assert TrainingJob.objects.filter(pk=succeeded_job.pk).exists()
+
+
+def test_admin_deletes_job_that_serves_nothing(staff_client, succeeded_job):
+    url = f"/admin/training_jobs/trainingjob/{succeeded_job.pk}/delete/"
+
+    confirm = staff_client.get(url).content.decode()
+    staff_client.post(url, {"post": "yes"})
+
+    assert f"job {succeeded_job.pk}, epoch 1" in confirm
+    assert "test scores of altar" in confirm
+    assert not TrainingJob.objects.filter(pk=succeeded_job.pk).exists()
+
+
 # Admin
 
 
@@ -604,7 +631,7 @@ def test_admin_dataset_warns_and_rejects_paths(staff_client, db, tmp_path):
 
     page = added.content.decode()
     assert "Classes without images (test: vault). Training jobs cannot use this dataset" in page
-    assert "1 unreadable image file(s): train/altar/broken.jpg." in page
+    assert "1 unreadable image file: train/altar/broken.jpg." in page
     assert "Give an absolute path, starting with /" in relative.content.decode()
     assert f"{tmp_path / 'file.txt'} is a file, not a folder" in a_file.content.decode()
     assert "<th scope='row'>vault</th><td>3</td><td>0</td>" in detail.replace('"', "'")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.template.defaultfilters import pluralize
 from django.core.management.base import BaseCommand, CommandError
 
 from training_jobs import services
@@ -35,7 +36,9 @@ class Command(BaseCommand):
             if names:
                 self.stdout.write(self.style.WARNING(f"Classes with no images in {split}/: {', '.join(names)}"))
         if dataset.unreadable:
-            self.stdout.write(self.style.WARNING(f"{len(dataset.unreadable)} unreadable files:"))
+            self.stdout.write(
+                self.style.WARNING(f"{len(dataset.unreadable)} unreadable file{pluralize(len(dataset.unreadable))}:")
+            )
             for relative_path in dataset.unreadable[:50]:
                 self.stdout.write(f"  {relative_path}")
             if len(dataset.unreadable) > 50:
