@@ -69,7 +69,18 @@ def upload_page(request: HttpRequest) -> HttpResponse:
     # Rejections travel to the results page as messages (Post/Redirect/Get).
     for rejection in rejections:
         messages.error(request, rejection["error"]["message"])
+    _remember_uploads(request, accepted_ids)
     return redirect(f"{reverse('classifier:results')}?ids={','.join(accepted_ids)}")
+
+
+# How many of a browser session's latest form uploads keep their file names on the results page.
+SESSION_UPLOADS_KEPT = 200
+
+
+def _remember_uploads(request: HttpRequest, upload_ids: list[str]) -> None:
+    """Note in the session which uploads this browser made, so that only it sees their file names."""
+    kept = request.session.get("upload_ids", []) + [int(upload_id) for upload_id in upload_ids]
+    request.session["upload_ids"] = kept[-SESSION_UPLOADS_KEPT:]
 
 
 @require_GET
@@ -78,6 +89,11 @@ def upload_results(request: HttpRequest) -> HttpResponse:
     raw_ids = request.GET.get("ids", "")
     upload_ids = [int(part) for part in raw_ids.split(",") if part.strip().isdigit()][: settings.UPLOAD_MAX_FILES]
     uploads = selectors.uploads_by_ids_for_user(upload_ids, request.user)
+    # File names are private, as elsewhere: shown to the uploader, or to the browser that sent them.
+    own = set(request.session.get("upload_ids", []))
+    for upload in uploads:
+        private = selectors.can_see_private(request.user, upload) or upload.pk in own
+        upload.shown_name = upload.original_name if private else f"Photo {upload.pk}"
     pending = any(
         upload.latest_prediction is None or upload.latest_prediction.status == Prediction.Status.PENDING
         for upload in uploads

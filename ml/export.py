@@ -61,6 +61,8 @@ def export_model(model_dir: str | Path, out_dir: str | Path, dtype: str, data_di
     weights_path = out_dir / WEIGHTS_NAME
     temporary = out_dir / f".{WEIGHTS_NAME}.tmp"
     save_file(converters[dtype](state), str(temporary), metadata={"backbone": description["backbone"]})
+    # save_file leaves the file readable by its owner only; workers may run as other users.
+    temporary.chmod(0o644)
     temporary.replace(weights_path)
     digest = sha256_of(weights_path)
     exported = {

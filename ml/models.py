@@ -181,7 +181,11 @@ def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
         # weights_only refuses pickled code, so a weights file cannot run anything.
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # any reader failure means an unusable file
-        raise ModelLoadError(f"cannot read weights file {path}: {error}") from error
+        # Some reader errors are a bare key or number, so the type is named too.
+        raise ModelLoadError(
+            f"cannot read weights file {path}: it is not a PyTorch state dict (.pth, .pt) or a .safetensors file "
+            f"({type(error).__name__}: {error})"
+        ) from error
     if isinstance(loaded, dict) and "state_dict" in loaded:
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict):

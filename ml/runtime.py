@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import random
 
 import numpy as np
@@ -18,6 +19,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     """Return CUDA when asked for or available under "auto", else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name != "cpu" and not re.fullmatch(r"cuda(:\d+)?", name):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but no CUDA GPU is available")
     return torch.device(name)

@@ -98,6 +98,19 @@ def test_form_post_over_django_file_limit_returns_form_with_message(client, sett
     assert not Upload.objects.exists()
 
 
+def test_results_page_shows_file_names_only_to_the_uploading_browser(client):
+    files = [SimpleUploadedFile("private-name.jpg", make_image_bytes("JPEG", (50, 40)))]
+    results_url = client.post("/", {"file": files})["Location"]
+    upload = Upload.objects.get()
+
+    own_page = client.get(results_url).content.decode()
+    stranger_page = Client().get(results_url).content.decode()
+
+    assert "private-name.jpg" in own_page
+    assert "private-name.jpg" not in stranger_page
+    assert f"Photo {upload.pk}" in stranger_page
+
+
 def test_form_post_all_rejected_shows_reasons(client):
     response = client.post("/", {"file": [SimpleUploadedFile("empty.jpg", b"")]})
 

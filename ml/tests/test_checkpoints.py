@@ -109,3 +109,4 @@ def test_export_is_smaller_and_close(tmp_path, dtype):
     original_probabilities = _logits(original).softmax(dim=1)
     exported_probabilities = _logits(exported).softmax(dim=1)
     assert torch.allclose(original_probabilities, exported_probabilities, atol=0.05)
+    assert (tmp_path / dtype / "model.safetensors").stat().st_mode & 0o777 == 0o644

@@ -4,7 +4,8 @@ import pytest
 import timm
 import torch
 
-from ml.errors import ModelLoadError
+from ml.errors import ConfigError, ModelLoadError
+from ml.runtime import resolve_device
 from ml.models import create_model, packaged_lite_state_dict
 
 # ImageNet logits 0..4 and top class for a fixed linear-ramp input, recorded
@@ -64,6 +65,22 @@ def test_create_model_rejects_weights_of_other_architecture(tmp_path):
 
     with pytest.raises(ModelLoadError, match="does not fit"):
         create_model("efficientnet_b0", num_classes=4, weights_file=tmp_path / "resnet18.pth")
+
+
+def test_create_model_explains_unreadable_weights_file(tmp_path):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"\x80\x02not really a checkpoint" * 10)
+
+    with pytest.raises(
+        ModelLoadError, match=r"junk\.pth: it is not a PyTorch state dict \(\.pth, \.pt\) or a \.safetensors"
+    ):
+        create_model("resnet18", num_classes=4, weights_file=junk)
+
+
+@pytest.mark.parametrize("name", ["gpu", "cudax", "tpu"])
+def test_resolve_device_rejects_unknown_names(name):
+    with pytest.raises(ConfigError, match=f"device must be auto, cpu, cuda or cuda:N, got '{name}'"):
+        resolve_device(name)
 
 
 def test_create_model_names_missing_weights_file(tmp_path):
