@@ -210,7 +210,9 @@ def compare_on_validation(
 
 
 def _combined_description(descriptions: list[dict], keep: str, calibrated_on: int, scores: dict) -> dict:
+    # A member's temperature was fitted to that member, not to the combination.
     dropped = ("weights_file", "weights_sha256", "model_version", "created_at", "history", "best_epoch")
+    dropped += ("temperature", "calibration")
     description = {key: value for key, value in descriptions[0].items() if key not in dropped}
     description["combined_from"] = [
         {"model_version": d["model_version"], "seed": d["config"]["seed"], "best_epoch": d.get("best_epoch")}

@@ -1,4 +1,4 @@
-"""Command line: python -m ml {train,evaluate,predict,export,average,benchmark}."""
+"""Command line: python -m ml {train,evaluate,predict,calibrate,export,average,benchmark}."""
 
 from __future__ import annotations
 
@@ -133,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print one JSON object per line and file")
     predict.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
 
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="fit the temperature that makes a model's probabilities match its accuracy on its validation split",
+    )
+    calibrate.add_argument("model", help="model folder with model.json; its model.json gains the temperature")
+    calibrate.add_argument("--data", help="dataset root (default: the path in the model's training config)")
+    calibrate.add_argument("--json", action="store_true", help="print JSON instead of text")
+    calibrate.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+
     export = commands.add_parser("export", help="write a smaller inference copy of a model")
     export.add_argument("model", help="model folder with model.json")
     export.add_argument("--out", required=True, help="output folder")
@@ -181,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": run_train,
         "evaluate": run_evaluate,
         "predict": run_predict,
+        "calibrate": run_calibrate,
         "export": run_export,
         "average": run_average,
         "benchmark": run_benchmark,
@@ -323,6 +333,24 @@ def run_average(args) -> int:
         args.models, args.data, args.out, recalibrate=args.recalibrate, device=args.device, keep=args.keep
     )
     print(json.dumps(result, indent=2) if args.json else format_comparison(result))
+    return 0
+
+
+def run_calibrate(args) -> int:
+    from ml.calibration import calibrate
+
+    report = calibrate(args.model, args.data, args.device)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(
+        f"temperature {report['temperature']:g}, fitted on {report['images']} validation images "
+        f"(accuracy {report['accuracy']:.4f})\n"
+        f"mean confidence {report['mean_confidence_before']:.4f} -> {report['mean_confidence_after']:.4f}\n"
+        f"calibration error {report['ece_before']:.4f} -> {report['ece_after']:.4f}\n"
+        f"negative log-likelihood {report['nll_before']:.4f} -> {report['nll_after']:.4f}\n"
+        f"stored in {Path(args.model) / 'model.json'}"
+    )
     return 0
 
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from ml.checkpoints import load_checkpoint
 from ml.data import content_fingerprint, list_split, load_images
-from ml.metrics import classification_report
+from ml.metrics import classification_report, expected_calibration_error
 from ml.runtime import configure_threads, resolve_device
 from ml.transforms import EvalTransform, ImageListDataset
 
@@ -20,22 +20,49 @@ logger = logging.getLogger(__name__)
 
 
 @torch.inference_mode()
-def predict_probabilities(model: nn.Module, loader, device: torch.device, tta: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Return (softmax probabilities, labels) for every batch of `loader`."""
+def predict_logits(model: nn.Module, loader, device: torch.device, tta: bool) -> tuple[torch.Tensor, np.ndarray]:
+    """Return (logits, labels) for every batch of `loader`.
+
+    The logits have shape (views, images, classes) on the CPU: one view, or
+    two with mirror test-time augmentation (the image, then its mirror image).
+    """
     model.eval()
-    probabilities, labels = [], []
+    views, labels = [], []
     for images, targets in loader:
         images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-            logits = model(images).float()
+            batch = [model(images).float()]
             if tta:
-                logits_flipped = model(torch.flip(images, dims=[3])).float()
-        batch = logits.softmax(dim=1)
-        if tta:
-            batch = (batch + logits_flipped.softmax(dim=1)) / 2
-        probabilities.append(batch.cpu().numpy())
+                batch.append(model(torch.flip(images, dims=[3])).float())
+        views.append(torch.stack(batch).cpu())
         labels.append(np.asarray(targets))
-    return np.concatenate(probabilities), np.concatenate(labels)
+    return torch.cat(views, dim=1), np.concatenate(labels)
+
+
+def apply_temperature(probabilities: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Soften (above 1) or sharpen (below 1) each row of probabilities, keeping their order.
+
+    The result is proportional to probabilities ** (1 / temperature), the
+    softmax of the log-probabilities divided by the temperature. Scaling the
+    averaged prediction rather than each view's logits means the top class
+    never changes, with or without test-time augmentation.
+    """
+    if temperature == 1.0:
+        return probabilities
+    return (probabilities.clamp_min(1e-12).log() / temperature).softmax(dim=-1)
+
+
+def probabilities_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
+    """Average the softmax of each view's logits, then apply `temperature`."""
+    return apply_temperature(logits.softmax(dim=2).mean(dim=0), temperature).numpy()
+
+
+def predict_probabilities(
+    model: nn.Module, loader, device: torch.device, tta: bool, temperature: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (softmax probabilities, labels) for every batch of `loader`."""
+    logits, labels = predict_logits(model, loader, device, tta)
+    return probabilities_from_logits(logits, temperature), labels
 
 
 def evaluate(
@@ -82,7 +109,8 @@ def evaluate(
         description.get("model_version", model_dir), len(images), split, len(bad), "on" if tta else "off", torch_device,
     )  # fmt: skip
     started = time.perf_counter()
-    probabilities, true = predict_probabilities(model, loader, torch_device, tta)
+    temperature = float(description.get("temperature", 1.0))
+    probabilities, true = predict_probabilities(model, loader, torch_device, tta, temperature)
     predicted = probabilities.argmax(axis=1)
     logger.info("scored %d images in %.0f s", len(images), time.perf_counter() - started)
 
@@ -90,6 +118,8 @@ def evaluate(
     report["split"] = split
     report["split_fingerprint"] = content_fingerprint(samples, class_names)
     report["tta"] = tta
+    report["temperature"] = temperature
+    report["calibration_error"] = expected_calibration_error(probabilities, true)
     report["skipped_unreadable"] = [str(path.relative_to(data_root)) for path in bad]
     report["samples"] = [
         {

@@ -11,6 +11,7 @@ from PIL import Image
 
 import ml
 from ml.checkpoints import load_checkpoint
+from ml.evaluation import apply_temperature
 from ml.images import open_image
 from ml.runtime import resolve_device
 from ml.transforms import EvalTransform
@@ -35,6 +36,8 @@ class Predictor:
         self.class_names: list[str] = list(self.description["class_names"])
         self.version: str = self.description.get("model_version", self.model_dir.name)
         self.tta: bool = bool(self.description.get("tta", False))
+        # Fitted on validation photos by ml.calibration; 1 leaves the network's own probabilities.
+        self.temperature: float = float(self.description.get("temperature", 1.0))
         self.batch_size = batch_size
         self.transform = EvalTransform.from_description(self.description)
         logger.info("loaded model %s from %s on %s", self.version, self.model_dir, self.device)
@@ -64,4 +67,5 @@ class Predictor:
         if self.tta:
             flipped = self.model(torch.flip(batch, dims=[3])).float().softmax(dim=1)
             probabilities = (probabilities + flipped) / 2
+        probabilities = apply_temperature(probabilities, self.temperature)
         return probabilities.cpu()

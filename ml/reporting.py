@@ -85,6 +85,15 @@ def _range(bounds) -> str:
     return "-" if not bounds else f"{bounds[0]:.3f}-{bounds[1]:.3f}"
 
 
+def _calibration_line(summary: dict) -> str:
+    temperature = summary.get("temperature", 1.0)
+    scaled = "no temperature scaling" if temperature == 1.0 else f"probabilities scaled by temperature {temperature:g}"
+    return (
+        f"calibration error {summary['calibration_error']:.4f} "
+        f"(mean gap between confidence and accuracy, 15 bins; {scaled})"
+    )
+
+
 def format_evaluation(summary: dict) -> str:
     """Render the summary as plain-text tables for a terminal."""
     names = summary["class_names"]
@@ -107,6 +116,8 @@ def format_evaluation(summary: dict) -> str:
             f"without {without['excluded']} near-duplicates of train images: "
             f"accuracy {without['accuracy']:.4f}   macro-F1 {without['macro_f1']:.4f} ({without['n']} images)"
         )
+    if "calibration_error" in summary:
+        lines.append(_calibration_line(summary))
     if summary.get("skipped_unreadable"):
         lines.append(f"skipped unreadable: {', '.join(summary['skipped_unreadable'])}")
 
@@ -153,6 +164,8 @@ def markdown_evaluation(summary: dict) -> str:
             f"- Without the {without['excluded']} test images that have a near-duplicate in train "
             f"({without['n']} images): accuracy {without['accuracy']:.4f}, macro-F1 {without['macro_f1']:.4f}"
         )
+    if "calibration_error" in summary:
+        lines.append(f"- {_calibration_line(summary).capitalize()}")
     if summary.get("comparable_with_published", True):
         wins = sum(1 for row in summary["comparison"] if row["beats_paper"])
         lines.append(f"- Classes above the paper's F1: {wins} of {len(summary['comparison'])}")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ml.calibration import calibrate_network, store_calibration
 from ml.checkpoints import load_checkpoint, save_checkpoint
 from ml.config import TrainConfig
 from ml.data import (
@@ -60,6 +61,7 @@ class FitResult:
     cancelled: bool = False
     stopped_early: bool = False
     val_metrics: dict | None = None
+    calibration: dict | None = None  # ml.calibration's report for the saved model
     seconds: float = 0.0
 
 
@@ -551,8 +553,19 @@ def fit(
         logger.info("training cancelled in epoch %d; best epoch kept: %s", epoch, result.best_epoch)
         result.cancelled = True
 
+    # A cancelled run skips this extra validation pass: its owner asked it to stop.
+    if result.model_dir is not None and not result.cancelled:
+        result.calibration = _calibrate_saved(result.model_dir, data, device, config)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _calibrate_saved(model_dir: Path, data: PreparedData, device: torch.device, config: TrainConfig) -> dict:
+    """Fit the saved model's temperature on the validation photos and store it in its model.json."""
+    saved, _ = load_checkpoint(model_dir, device)
+    report = calibrate_network(saved, data.val, device, config.tta, batch_size=config.batch_size * 2)
+    store_calibration(model_dir, report, config.effective_split_seed)
+    return report
 
 
 def _summary(report: dict) -> dict:
