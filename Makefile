@@ -28,8 +28,11 @@ lint: $(INSTALLED)
 	$(VENV_PYTHON) -m ruff check heritage_site classifier training_jobs ml scripts benchmarks tests conftest.py manage.py
 	$(VENV_PYTHON) -m ruff format --check heritage_site classifier training_jobs ml scripts benchmarks tests conftest.py manage.py
 
+# Extra options for the upload benchmark, for example BENCHMARK_ARGS="--uploads 50".
+BENCHMARK_ARGS ?=
+
 benchmark: $(INSTALLED)
-	$(VENV_PYTHON) benchmarks/upload_latency.py --url http://127.0.0.1:$(PORT)
+	$(VENV_PYTHON) benchmarks/upload_latency.py --url http://127.0.0.1:$(PORT) $(BENCHMARK_ARGS)
 
 compose-config:
 	docker-compose -f docker-compose.yml config --quiet

@@ -78,9 +78,9 @@ SESSION_UPLOADS_KEPT = 200
 
 
 def _remember_uploads(request: HttpRequest, upload_ids: list[str]) -> None:
-    """Note in the session which uploads this browser made, so that only it sees their file names."""
-    kept = request.session.get("upload_ids", []) + [int(upload_id) for upload_id in upload_ids]
-    request.session["upload_ids"] = kept[-SESSION_UPLOADS_KEPT:]
+    """Record in the session which uploads this browser sent, so that the results page shows it their file names."""
+    recent = request.session.get("upload_ids", []) + [int(upload_id) for upload_id in upload_ids]
+    request.session["upload_ids"] = recent[-SESSION_UPLOADS_KEPT:]
 
 
 @require_GET

@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 
 
 class TooManyFilesMiddleware:
-    """Answer a multipart POST with more files than Django will parse with this site's own error.
+    """Reply to a multipart POST that has more files than Django will parse with this site's own error.
 
     Django raises TooManyFilesSent while it parses the body, which happens in
     CSRF checking before any view runs, and turns it into a bare 400 page (or

@@ -96,7 +96,8 @@ def evaluate(
     images, labels, bad = load_images(samples, max_bad=max_bad, max_side=max(description["image_size"], 256))
     bad_paths = set(bad)
     readable = [sample for sample in samples if sample.path not in bad_paths]
-    absent = [name for label, name in enumerate(class_names) if label not in set(labels)]
+    present = set(labels)
+    absent = [name for label, name in enumerate(class_names) if label not in present]
     if absent:
         logger.warning(
             "no readable %s images of %s: their F1 of 0 counts in macro-F1", split, ", ".join(absent)

@@ -374,7 +374,7 @@ def _ignore_progress(event: dict) -> None:
 
 
 def _build_networks(config: TrainConfig, data: PreparedData, mean, std, device: torch.device):
-    """The network to train and the optional teacher, each with its origin (None when absent)."""
+    """Build the network to train and the optional teacher, each with its origin (None when absent)."""
     if config.init_from is not None:
         model, starting_point = load_related_model(config.init_from, "init_from", config, data, mean, std)
     else:
@@ -409,7 +409,7 @@ def _training_loader(dataset, config: TrainConfig, device: torch.device) -> torc
 
 
 def _base_description(config: TrainConfig, model: nn.Module, data: PreparedData, mean, std) -> dict:
-    """The model.json fields that stay the same for every saved epoch."""
+    """Return the model.json fields that stay the same for every saved epoch."""
     return {
         "backbone": config.backbone,
         "architecture": type(model).__name__,
@@ -428,7 +428,7 @@ def _base_description(config: TrainConfig, model: nn.Module, data: PreparedData,
 def _score_related_models(related, data: PreparedData, device, config: TrainConfig) -> None:
     """Log each starting model's or teacher's own validation score and store it in its origin.
 
-    `related` holds (role, origin, network) triples; an origin of None is skipped.
+    `related` contains (role, origin, network) triples; an origin of None is skipped.
     """
     for role, origin, network in related:
         if origin is None:
@@ -457,7 +457,7 @@ def _validate_epoch(model, average, data: PreparedData, device, config: TrainCon
 def _epoch_metrics(
     epoch: int, config: TrainConfig, trained: dict, val: dict, training_weights, lr: float, seconds: float
 ):
-    """The epoch's history entry, logged as one line."""
+    """Build the epoch's history entry and log it as one line."""
     metrics = {
         "epoch": epoch,
         "train_loss": trained["train_loss"],

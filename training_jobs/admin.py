@@ -154,9 +154,9 @@ class TrainingJobAdmin(admin.ModelAdmin):
         return super().has_change_permission(request, obj) if obj is None else False
 
     def get_deleted_objects(self, objs, request):
-        # Listed as protected, a job whose model serves predictions blocks the deletion on the
-        # confirmation page (one job or the bulk action); otherwise its scores would vanish
-        # from /training/ while its model kept serving.
+        # A job whose model serves predictions is listed as protected, so the confirmation
+        # page (for one job or the bulk action) refuses the deletion. Without it, the
+        # served model's scores would vanish from /training/ while it kept serving.
         deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
         serving = [job for job in objs if job.model_version_id and job.model_version.is_active]
         protected = list(protected) + [

@@ -89,7 +89,9 @@ def dataset_register(*, path: str | Path, name: str = "") -> Dataset:
         raise InvalidDataset(f"Dataset {folder} cannot be registered: {error}.") from error
     if not scan["classes"]:
         raise InvalidDataset(f"Dataset {folder} cannot be registered: train/ and test/ contain no class folders.")
-    name = name.strip() or folder.name
+    # A rescan without a name keeps the one the dataset has; a new dataset is named after its folder.
+    known = Dataset.objects.filter(path=str(folder)).values_list("name", flat=True).first()
+    name = name.strip() or known or folder.name
     if Dataset.objects.filter(name=name).exclude(path=str(folder)).exists():
         raise InvalidDataset(f"A dataset named {name!r} already exists for another folder. Choose another name.")
 

@@ -24,6 +24,14 @@ def test_import_dataset_prints_counts(db, dataset_folder):
     assert "Ready for training jobs." in text
 
 
+def test_import_dataset_rescan_keeps_name(db, dataset_folder):
+    call_command("import_dataset", str(dataset_folder), "--name", "mini", stdout=StringIO())
+
+    call_command("import_dataset", str(dataset_folder), stdout=StringIO())
+
+    assert list(Dataset.objects.values_list("name", flat=True)) == ["mini"]
+
+
 def test_import_dataset_warns_about_gaps(db, dataset_folder):
     (dataset_folder / "test" / "apse" / "junk.jpg").write_text("plain text")
     for image in (dataset_folder / "train" / "vault").iterdir():
