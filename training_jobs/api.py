@@ -206,9 +206,23 @@ class TrainingJobListCreateApi(APIView):
             return [IsStaff()]
         return [permissions.AllowAny()]
 
-    @extend_schema(responses=JobSummarySerializer(many=True), tags=["training"])
+    @extend_schema(
+        responses=JobSummarySerializer(many=True),
+        parameters=[
+            OpenApiParameter("status", str, enum=TrainingJob.Status.values, description="Only jobs in this state.")
+        ],
+        tags=["training"],
+    )
     def get(self, request: Request) -> Response:
+        wanted = request.query_params.get("status")
+        if wanted is not None and wanted not in TrainingJob.Status.values:
+            return error_response(
+                "invalid_status", f"Unknown status {wanted!r}: use one of {', '.join(TrainingJob.Status.values)}."
+            )
+
         jobs = selectors.training_job_list(include_unfinished=_is_staff(request))
+        if wanted is not None:
+            jobs = jobs.filter(status=wanted)
         data = [presenters.job_summary(job) for job in jobs[:JOB_LIST_LIMIT]]
         return Response(JobSummarySerializer(data, many=True, context={"request": request}).data)
 

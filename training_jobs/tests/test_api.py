@@ -253,6 +253,20 @@ def test_list_shows_public_only_succeeded(anonymous_client, staff_client, succee
     assert len(staff) == 2
 
 
+def test_list_filters_by_status(staff_client, succeeded_job, make_job):
+    queued = make_job()
+
+    only_queued = staff_client.get("/api/v1/training-jobs/?status=queued").json()
+    unknown = staff_client.get("/api/v1/training-jobs/?status=done")
+
+    assert [job["id"] for job in only_queued] == [queued.pk]
+    assert unknown.status_code == 400
+    assert unknown.json()["error"] == {
+        "code": "invalid_status",
+        "message": "Unknown status 'done': use one of queued, running, succeeded, failed, cancelled.",
+    }
+
+
 def test_cancel_by_staff(staff_client, make_job):
     job = make_job()
 
