@@ -239,6 +239,11 @@ def _upload_or_404(upload_id: int, user) -> Upload:
     return upload
 
 
+# The model reads the central square of a photo at 64 px, the size of AHE's test photos.
+# A photo under half that on its short side has too little detail for the prediction to mean much.
+SMALL_PHOTO_SIDE = 32
+
+
 @require_GET
 def detail(request: HttpRequest, upload_id: int) -> HttpResponse:
     user = request_user(request)
@@ -254,6 +259,8 @@ def detail(request: HttpRequest, upload_id: int) -> HttpResponse:
             "probabilities": probabilities,
             "can_see_original": selectors.can_see_private(user, upload),
             "class_names": selectors.class_names() if user.is_staff else [],
+            "too_small": min(upload.stored_image.width, upload.stored_image.height) < SMALL_PHOTO_SIDE,
+            "small_side": SMALL_PHOTO_SIDE,
         },
     )
 

@@ -186,6 +186,15 @@ def test_detail_shows_all_probabilities_and_version(client, active_model):
     assert "Download the original" not in html
 
 
+@pytest.mark.parametrize(("size", "warned"), [((20, 300), True), ((32, 32), False)])
+def test_detail_warns_about_tiny_photo(client, active_model, size, warned):
+    upload = _done(services.upload_create(name="a.png", data=make_image_bytes("PNG", size)))
+
+    html = client.get(f"/images/{upload.pk}/").content.decode()
+
+    assert ('id="small-photo"' in html) == warned
+
+
 def test_public_copy_has_no_exif(client):
     upload = services.upload_create(name="camera.jpg", data=_exif_jpeg())
 
