@@ -94,6 +94,7 @@ def upload_results(request: HttpRequest) -> HttpResponse:
     for upload in uploads:
         private = selectors.can_see_private(request.user, upload) or upload.pk in own
         upload.shown_name = upload.original_name if private else f"Photo {upload.pk}"
+        upload.alt_text = f"Uploaded photo {upload.original_name}" if private else f"Photo {upload.pk}"
     pending = any(
         upload.latest_prediction is None or upload.latest_prediction.status == Prediction.Status.PENDING
         for upload in uploads

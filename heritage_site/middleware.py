@@ -32,12 +32,12 @@ class TooManyFilesMiddleware:
         return self.get_response(request)
 
     def too_many_files(self, request: HttpRequest) -> HttpResponse:
-        message = (
-            f"More than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files sent; "
-            f"upload at most {settings.UPLOAD_MAX_FILES} per request."
-        )
+        # Django stops counting at its limit, so the number sent is unknown.
+        message = f"Too many files in one request: upload at most {settings.UPLOAD_MAX_FILES} per request."
         if request.path.startswith("/api/"):
-            return JsonResponse({"error": {"code": "too_many_files", "message": message}}, status=400)
+            body = {"error": {"code": "too_many_files", "message": message}}
+            # Compact, as DRF writes the API's other error bodies.
+            return JsonResponse(body, status=400, json_dumps_params={"separators": (",", ":")})
 
         messages.error(request, message)
         return HttpResponseRedirect(request.path)

@@ -343,6 +343,9 @@ def run_calibrate(args) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
+    if "skipped" in report:
+        print(f"temperature not fitted: {report['skipped']}\nstored in {Path(args.model) / 'model.json'}")
+        return 0
     print(
         f"temperature {report['temperature']:g}, fitted on {report['images']} validation images "
         f"(accuracy {report['accuracy']:.4f})\n"

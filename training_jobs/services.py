@@ -146,7 +146,7 @@ def training_job_settings_errors(*, dataset: Dataset | None, values: dict[str, A
     errors: dict[str, str] = {}
     if dataset is not None and not dataset.is_complete:
         missing = ", ".join(f"{split}: {', '.join(names)}" for split, names in dataset.missing.items() if names)
-        errors["dataset"] = f"dataset {dataset.name} has classes without images ({missing})."
+        errors["dataset"] = f"Dataset {dataset.name!r} has classes without images ({missing})."
     if "mode" in values and values["mode"] not in TrainingJob.Mode.values:
         errors["mode"] = f"mode must be one of {', '.join(TrainingJob.Mode.values)}, not {values['mode']!r}."
     weights_file = values.get("weights_file")

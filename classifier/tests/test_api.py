@@ -128,7 +128,7 @@ def test_upload_over_django_file_limit_is_json_400(anonymous, settings):
 
     assert response.status_code == 400
     assert response.json() == {
-        "error": {"code": "too_many_files", "message": "More than 3 files sent; upload at most 2 per request."}
+        "error": {"code": "too_many_files", "message": "Too many files in one request: upload at most 2 per request."}
     }
     assert not Upload.objects.exists()
 

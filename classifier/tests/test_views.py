@@ -94,7 +94,7 @@ def test_form_post_over_django_file_limit_returns_form_with_message(client, sett
     response = client.post("/", {"file": files}, follow=True)
 
     assert response.redirect_chain == [("/", 302)]
-    assert "More than 3 files sent; upload at most 2 per request." in response.content.decode()
+    assert "Too many files in one request: upload at most 2 per request." in response.content.decode()
     assert not Upload.objects.exists()
 
 

@@ -55,7 +55,8 @@ def test_calibration_error_on_hand_made_predictions():
     assert expected_calibration_error(probabilities, all_right) == pytest.approx(0.1)
 
 
-def test_fit_stores_a_temperature_that_calibrate_and_predictor_use(tiny_dataset, tmp_path):
+def test_fit_stores_a_temperature_that_calibrate_and_predictor_use(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr("ml.calibration.MIN_CALIBRATION_IMAGES", 10)
     config = TrainConfig(
         data_dir=str(tiny_dataset), out_dir=str(tmp_path / "run"), backbone="efficientnet_lite0", epochs=2,
         batch_size=12, learning_rate=3e-3, image_size=32, source_size=32, low_res_range=(16, 32),
@@ -79,6 +80,22 @@ def test_fit_stores_a_temperature_that_calibrate_and_predictor_use(tiny_dataset,
     [scaled_row], [plain_row] = calibrated.predict([image]), plain.predict([image])
     expected = apply_temperature(torch.tensor([list(plain_row.values())]), description["temperature"])[0]
     assert list(scaled_row.values()) == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_calibrate_keeps_temperature_one_on_few_images(tiny_dataset, tmp_path):
+    config = TrainConfig(
+        data_dir=str(tiny_dataset), out_dir=str(tmp_path / "run"), backbone="efficientnet_lite0", epochs=1,
+        batch_size=12, learning_rate=3e-3, image_size=32, source_size=32, low_res_range=(16, 32),
+        val_fraction=0.34, num_workers=0, device="cpu",
+    )  # fmt: skip
+
+    result = fit(config)
+
+    description = json.loads((result.model_dir / "model.json").read_text())
+    assert description["temperature"] == 1.0
+    assert description["calibration"]["skipped"].startswith(
+        "only 20 validation images; a temperature is fitted from 100"
+    )
 
 
 def test_calibrate_rejects_other_photos(tiny_dataset, tmp_path):
