@@ -165,6 +165,13 @@ class TrainingJobAdmin(admin.ModelAdmin):
         ]
         return deleted, model_count, perms_needed, protected
 
+    def delete_model(self, request, obj) -> None:
+        self.message_user(request, services.training_job_delete(job=obj), messages.INFO)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for job in queryset:
+            self.message_user(request, services.training_job_delete(job=job), messages.INFO)
+
     def save_form(self, request, form, change):
         if change:
             return super().save_form(request, form, change)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -543,6 +544,39 @@ def training_job_promote(*, job: TrainingJob) -> TrainingJob:
     logger.info("training job %s promoted: model version %s is active", job.pk, version.version)
     job.refresh_from_db()
     return job
+
+
+def training_job_delete(*, job: TrainingJob) -> str:
+    """Delete a job's row and, once it has finished, its folder under the jobs root.
+
+    Return a sentence for staff about the folder. The folder stays while the
+    job may still be writing to it (queued or running), and when a model
+    version was registered from it, because that version can be activated
+    again and old predictions name it.
+    """
+    from classifier.models import ModelVersion
+
+    folder = conf.jobs_root() / f"job-{job.pk}"
+    job_id, finished = job.pk, job.status not in (Status.QUEUED, Status.RUNNING)
+    users = [
+        version.version
+        for version in ModelVersion.objects.all()
+        if Path(version.model_dir).resolve().is_relative_to(folder.resolve())
+    ]
+    job.delete()
+
+    if not folder.is_dir():
+        return f"Training job {job_id} deleted."
+    if not finished:
+        return f"Training job {job_id} deleted; its folder {folder} stays, because the job had not finished."
+    if users:
+        return (
+            f"Training job {job_id} deleted; its folder {folder} stays, because model version "
+            f"{', '.join(users)} uses it."
+        )
+    shutil.rmtree(folder)
+    logger.info("training job %s deleted with its folder %s", job_id, folder)
+    return f"Training job {job_id} deleted with its model folder."
 
 
 def _model_version_name(job: TrainingJob, model_dir: Path) -> str:

@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -407,6 +408,20 @@ def test_admin_deletes_job_that_serves_nothing(staff_client, succeeded_job):
     assert f"job {succeeded_job.pk}, epoch 1" in confirm
     assert "test scores of altar" in confirm
     assert not TrainingJob.objects.filter(pk=succeeded_job.pk).exists()
+    assert not Path(succeeded_job.model_dir).exists()
+
+
+def test_admin_delete_keeps_folder_of_a_registered_model(staff_client, succeeded_job, make_job):
+    staff_client.post(f"/training/jobs/{succeeded_job.pk}/promote/")
+    newer = make_job(Status.SUCCEEDED)
+    staff_client.post(f"/training/jobs/{newer.pk}/promote/")
+    url = f"/admin/training_jobs/trainingjob/{succeeded_job.pk}/delete/"
+
+    page = staff_client.post(url, {"post": "yes"}, follow=True).content.decode()
+
+    assert not TrainingJob.objects.filter(pk=succeeded_job.pk).exists()
+    assert Path(succeeded_job.model_dir).is_dir()
+    assert "stays, because model version" in page
 
 
 # Admin
