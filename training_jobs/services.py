@@ -153,6 +153,11 @@ def training_job_settings_errors(*, dataset: Dataset | None, values: dict[str, A
     weights_file = values.get("weights_file")
     if weights_file and not Path(weights_file).is_file():
         errors["weights_file"] = f"weights_file {weights_file} does not exist on the server."
+    elif weights_file and not _looks_like_weights(Path(weights_file)):
+        errors["weights_file"] = (
+            f"weights_file {weights_file} is not a PyTorch (.pth, .pt) or .safetensors weights file: "
+            "save one with torch.save(model.state_dict(), PATH) or safetensors."
+        )
     elif not weights_file and "backbone" in values and not backbone_is_available(values["backbone"]):
         errors["backbone"] = (
             f"backbone {values['backbone']!r} has no installed pretrained weights; "
@@ -544,6 +549,23 @@ def training_job_promote(*, job: TrainingJob) -> TrainingJob:
     logger.info("training job %s promoted: model version %s is active", job.pk, version.version)
     job.refresh_from_db()
     return job
+
+
+def _looks_like_weights(path: Path) -> bool:
+    """Check the first bytes of a weights file, so the web process can refuse junk without importing torch.
+
+    torch.save writes a zip archive ("PK\\x03\\x04"), or a pickle (protocol byte 0x80) in
+    its legacy format. A safetensors file starts with its header's length as a
+    little-endian 64-bit number, then the JSON header ("{").
+    """
+    try:
+        with path.open("rb") as file:
+            head = file.read(9)
+    except OSError:
+        return False
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return True
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
 
 
 def training_job_delete(*, job: TrainingJob) -> str:

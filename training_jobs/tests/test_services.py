@@ -440,3 +440,31 @@ def test_promote_rejects_missing_model_files(succeeded_job):
 
     with pytest.raises(services.TrainingJobError, match="missing"):
         services.training_job_promote(job=succeeded_job)
+
+
+def test_create_rejects_weights_file_that_is_not_weights(dataset, tmp_path):
+    junk = tmp_path / "junk.pth"
+    junk.write_text("plain text, not a checkpoint")
+
+    with pytest.raises(services.InvalidJobSettings) as error:
+        services.training_job_create(dataset=dataset, backbone="resnet18", weights_file=str(junk))
+
+    assert error.value.errors["weights_file"].startswith(f"weights_file {junk} is not a PyTorch (.pth, .pt) or")
+
+
+@pytest.mark.parametrize("kind", ["torch", "safetensors"])
+def test_settings_accept_real_weights_files(dataset, tmp_path, kind):
+    import torch
+    from safetensors.torch import save_file
+
+    path = tmp_path / ("w.pth" if kind == "torch" else "w.safetensors")
+    if kind == "torch":
+        torch.save({"weight": torch.zeros(2)}, path)
+    else:
+        save_file({"weight": torch.zeros(2)}, str(path))
+
+    errors = services.training_job_settings_errors(
+        dataset=dataset, values={"backbone": "resnet18", "weights_file": str(path)}
+    )
+
+    assert "weights_file" not in errors
