@@ -52,6 +52,28 @@ def member_config(description: dict) -> TrainConfig:
         raise CheckpointError(f"model {name} has an unreadable training config ({error})") from error
 
 
+def training_split(description: dict, data_dir: str | Path | None = None, load_train: bool = False):
+    """Return the training config of a saved model and its dataset, split as in its training run.
+
+    `data_dir` overrides the dataset path in the config. Raise CheckpointError
+    when the photos differ from the ones the model was trained on (another
+    dataset fingerprint), because its validation split would then hold
+    photos it learned from.
+    """
+    from ml.training import prepare_data
+
+    config = member_config(description)
+    if data_dir is not None:
+        config = replace(config, data_dir=str(data_dir))
+    data = prepare_data(config, description["mean"], description["std"], load_train=load_train)
+    if data.fingerprint != description.get("dataset_fingerprint"):
+        raise CheckpointError(
+            f"dataset at {config.data_dir} has fingerprint {data.fingerprint}, "
+            f"but training used {description.get('dataset_fingerprint')}"
+        )
+    return config, data
+
+
 def check_compatible(descriptions: list[dict]) -> None:
     """Raise CheckpointError naming the first field on which the members differ."""
     if len(descriptions) < 2:
@@ -148,8 +170,6 @@ def compare_on_validation(
     "rows" (name, accuracy, macro_f1 and per_class_f1 of each candidate),
     "val_images", "split_seed" and "out_dir".
     """
-    from ml.training import prepare_data
-
     if keep not in KEEP_CHOICES:
         raise ConfigError(f"keep must be one of {', '.join(KEEP_CHOICES)}, got {keep!r}")
     torch_device = resolve_device(device)
@@ -160,15 +180,7 @@ def compare_on_validation(
     check_compatible(descriptions)
     first = descriptions[0]
     class_names = first["class_names"]
-    config = member_config(first)
-    if data_dir is not None:
-        config = replace(config, data_dir=str(data_dir))
-    data = prepare_data(config, first["mean"], first["std"], load_train=recalibrate)
-    if data.fingerprint != first["dataset_fingerprint"]:
-        raise CheckpointError(
-            f"dataset at {config.data_dir} has fingerprint {data.fingerprint}, "
-            f"the models were trained on {first['dataset_fingerprint']}"
-        )
+    config, data = training_split(first, data_dir, load_train=recalibrate)
     tta = bool(first.get("tta", True))
     val_loader = torch.utils.data.DataLoader(data.val, batch_size=128, shuffle=False)
 

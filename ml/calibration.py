@@ -2,7 +2,7 @@
 
 Label smoothing, weight averaging and mirror test-time augmentation all lower
 the probability a network gives its top class, so a model that is right 97%
-of the time may say 60%. Dividing the log-probabilities by one temperature
+of the time may give its top class 60%. Dividing the log-probabilities by one temperature
 fitted on held-out photos fixes most of this and never changes which class
 comes first (temperature scaling: Guo et al., "On Calibration of Modern
 Neural Networks", ICML 2017, who scale the logits of a single view). The
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,6 @@ import torch
 from torch import nn
 
 from ml.checkpoints import load_checkpoint, read_description, write_description
-from ml.errors import CheckpointError
 from ml.evaluation import predict_logits, probabilities_from_logits
 from ml.metrics import expected_calibration_error, negative_log_likelihood
 from ml.runtime import configure_threads, resolve_device
@@ -68,7 +66,7 @@ def fit_temperature(logits: torch.Tensor, labels: np.ndarray) -> float:
 
 
 def calibration_report(logits: torch.Tensor, labels: np.ndarray, temperature: float) -> dict:
-    """Negative log-likelihood and calibration error before (temperature 1) and after scaling."""
+    """Return the negative log-likelihood and calibration error before (temperature 1) and after scaling."""
     before = probabilities_from_logits(logits, 1.0)
     after = probabilities_from_logits(logits, temperature)
     return {
@@ -120,21 +118,12 @@ def calibrate(model_dir: str | Path, data_dir: str | Path | None = None, device:
     photos must be the ones it was trained on (same dataset fingerprint), or
     the validation split would hold photos the model learned from.
     """
-    from ml.averaging import member_config
-    from ml.training import prepare_data
+    from ml.averaging import training_split
 
     torch_device = resolve_device(device)
     configure_threads()
     model, description = load_checkpoint(model_dir, torch_device)
-    config = member_config(description)
-    if data_dir is not None:
-        config = replace(config, data_dir=str(data_dir))
-    data = prepare_data(config, description["mean"], description["std"], load_train=False)
-    if data.fingerprint != description.get("dataset_fingerprint"):
-        raise CheckpointError(
-            f"dataset at {config.data_dir} has fingerprint {data.fingerprint}, "
-            f"the model was trained on {description.get('dataset_fingerprint')}"
-        )
+    config, data = training_split(description, data_dir)
     report = calibrate_network(model, data.val, torch_device, bool(description.get("tta", True)))
     store_calibration(model_dir, report, config.effective_split_seed)
     return report

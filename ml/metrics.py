@@ -102,13 +102,18 @@ def bootstrap_intervals(
     }
 
 
+# Equal-width confidence bins of the expected calibration error.
+CALIBRATION_BINS = 15
+
+
 def negative_log_likelihood(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Return the mean negative log-probability of the true labels."""
     picked = probabilities[np.arange(len(labels)), labels]
     return float(-np.log(np.clip(picked, 1e-12, None)).mean())
 
 
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """Mean gap between confidence and accuracy over equal-width confidence bins, weighted by bin size."""
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
+    """Return the mean gap between confidence and accuracy over equal-width confidence bins, weighted by bin size."""
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)

@@ -6,7 +6,7 @@ import logging
 
 from ml.checkpoints import read_description
 from ml.evaluation import evaluate, read_near_duplicates
-from ml.metrics import bootstrap_intervals, classification_report
+from ml.metrics import CALIBRATION_BINS, bootstrap_intervals, classification_report
 from ml.reference import HRNET_W64_F1, PAPER_F1, is_ahe_test_split
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def _calibration_line(summary: dict) -> str:
     scaled = "no temperature scaling" if temperature == 1.0 else f"probabilities scaled by temperature {temperature:g}"
     return (
         f"calibration error {summary['calibration_error']:.4f} "
-        f"(mean gap between confidence and accuracy, 15 bins; {scaled})"
+        f"(mean gap between confidence and accuracy, {CALIBRATION_BINS} bins; {scaled})"
     )
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import random
+import re
 
 import numpy as np
 import torch

@@ -86,3 +86,26 @@ def make_tiny_checkpoint(
     if ensemble_size > 1:
         description["ensemble_size"] = ensemble_size
     return save_checkpoint(model, description, out_dir)
+
+
+def tiny_train_config(data_dir: str | Path, out_dir: str | Path, **overrides):
+    """Return a TrainConfig for a run of a few seconds on a `make_image_folder` dataset, with `overrides` applied."""
+    from ml.config import TrainConfig
+
+    values = {
+        "data_dir": str(data_dir),
+        "out_dir": str(out_dir),
+        "backbone": "efficientnet_lite0",
+        "epochs": 3,
+        "batch_size": 12,
+        "learning_rate": 3e-3,
+        "image_size": 32,
+        "source_size": 32,
+        "low_res_range": (16, 32),
+        "val_fraction": 0.34,
+        "num_workers": 0,
+        "patience": None,
+        "device": "cpu",
+    }
+    values.update(overrides)
+    return TrainConfig(**values)

@@ -214,15 +214,16 @@ class TrainingJobListCreateApi(APIView):
         tags=["training"],
     )
     def get(self, request: Request) -> Response:
-        wanted = request.query_params.get("status")
-        if wanted is not None and wanted not in TrainingJob.Status.values:
+        status_filter = request.query_params.get("status")
+        if status_filter is not None and status_filter not in TrainingJob.Status.values:
             return error_response(
-                "invalid_status", f"Unknown status {wanted!r}: use one of {', '.join(TrainingJob.Status.values)}."
+                "invalid_status",
+                f"Unknown status {status_filter!r}: use one of {', '.join(TrainingJob.Status.values)}.",
             )
 
         jobs = selectors.training_job_list(include_unfinished=_is_staff(request))
-        if wanted is not None:
-            jobs = jobs.filter(status=wanted)
+        if status_filter is not None:
+            jobs = jobs.filter(status=status_filter)
         data = [presenters.job_summary(job) for job in jobs[:JOB_LIST_LIMIT]]
         return Response(JobSummarySerializer(data, many=True, context={"request": request}).data)
 

@@ -67,10 +67,11 @@ class Dataset(models.Model):
                 "has images in both train/ and test/."
             )
         if self.unreadable:
-            listed = ", ".join(self.unreadable[:5]) + (", ..." if len(self.unreadable) > 5 else "")
+            count = len(self.unreadable)
+            listed = ", ".join(self.unreadable[:5]) + (", ..." if count > 5 else "")
             sentences.append(
-                f"{len(self.unreadable)} unreadable image file{pluralize(len(self.unreadable))}: {listed}. Training skips them, "
-                "and stops if there are too many."
+                f"{count} unreadable image file{pluralize(count)}: {listed}. "
+                "Training skips them, and stops if there are too many."
             )
         return " ".join(sentences)
 

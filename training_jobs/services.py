@@ -552,7 +552,7 @@ def training_job_promote(*, job: TrainingJob) -> TrainingJob:
 
 
 def _looks_like_weights(path: Path) -> bool:
-    """Check the first bytes of a weights file, so the web process can refuse junk without importing torch.
+    """Return whether a file starts as a weights file does, so the web process can reject junk without torch.
 
     torch.save writes a zip archive ("PK\\x03\\x04"), or a pickle (protocol byte 0x80) in
     its legacy format. A safetensors file starts with its header's length as a
@@ -580,20 +580,20 @@ def training_job_delete(*, job: TrainingJob) -> str:
 
     folder = conf.jobs_root() / f"job-{job.pk}"
     job_id, finished = job.pk, job.status not in (Status.QUEUED, Status.RUNNING)
-    users = [
-        version.version
-        for version in ModelVersion.objects.all()
-        if Path(version.model_dir).resolve().is_relative_to(folder.resolve())
-    ]
     job.delete()
 
     if not folder.is_dir():
         return f"Training job {job_id} deleted."
     if not finished:
-        return f"Training job {job_id} deleted; its folder {folder} stays, because the job had not finished."
+        return f"Training job {job_id} deleted. Its folder {folder} stays, because the job had not finished."
+    users = [
+        version.version
+        for version in ModelVersion.objects.all()
+        if Path(version.model_dir).resolve().is_relative_to(folder.resolve())
+    ]
     if users:
         return (
-            f"Training job {job_id} deleted; its folder {folder} stays, because model version "
+            f"Training job {job_id} deleted. Its folder {folder} stays, because model version "
             f"{', '.join(users)} uses it."
         )
     shutil.rmtree(folder)

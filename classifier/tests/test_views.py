@@ -86,7 +86,7 @@ def test_form_post_without_javascript_redirects_to_results(client):
     assert Upload.objects.count() == 2
 
 
-def test_form_post_over_django_file_limit_returns_form_with_message(client, settings):
+def test_form_post_over_file_limit_shows_message(client, settings):
     settings.UPLOAD_MAX_FILES = 2
     settings.DATA_UPLOAD_MAX_NUMBER_FILES = 3
     files = [SimpleUploadedFile(f"{index}.jpg", make_image_bytes("JPEG")) for index in range(4)]
@@ -98,7 +98,7 @@ def test_form_post_over_django_file_limit_returns_form_with_message(client, sett
     assert not Upload.objects.exists()
 
 
-def test_results_page_shows_file_names_only_to_the_uploading_browser(client):
+def test_results_page_hides_names_from_others(client):
     files = [SimpleUploadedFile("private-name.jpg", make_image_bytes("JPEG", (50, 40)))]
     results_url = client.post("/", {"file": files})["Location"]
     upload = Upload.objects.get()

@@ -9,7 +9,7 @@ from ml.errors import CheckpointError
 from ml.evaluation import evaluate
 from ml.inference import Predictor
 from ml.models import Ensemble, create_model, model_normalization
-from ml.tests.test_training import _config
+from ml.testing import tiny_train_config
 from ml.training import fit, prepare_data
 
 
@@ -52,7 +52,7 @@ def _description(version, seed, split_seed=None, **changes):
         "mean": [0.5] * 3,
         "std": [0.5] * 3,
         "dataset_fingerprint": "f00d",
-        "config": _config("data", "out", seed=seed, split_seed=split_seed).to_dict(),
+        "config": tiny_train_config("data", "out", seed=seed, split_seed=split_seed).to_dict(),
     }
     description.update(changes)
     return description
@@ -80,7 +80,7 @@ def test_split_seed_fixes_validation_images(tiny_dataset, tmp_path):
     mean, std = model_normalization(create_model("efficientnet_lite0", 2, pretrained=False))
 
     def val_pixels(**seeds):
-        data = prepare_data(_config(tiny_dataset, tmp_path, **seeds), mean, std)
+        data = prepare_data(tiny_train_config(tiny_dataset, tmp_path, **seeds), mean, std)
         return sorted(image.tobytes() for image in data.val.images)
 
     assert val_pixels(seed=5, split_seed=0) == val_pixels(seed=0)
@@ -89,7 +89,7 @@ def test_split_seed_fixes_validation_images(tiny_dataset, tmp_path):
 
 def test_val_only_data_skips_train_photos(tiny_dataset, tmp_path):
     mean, std = model_normalization(create_model("efficientnet_lite0", 2, pretrained=False))
-    config = _config(tiny_dataset, tmp_path, seed=0)
+    config = tiny_train_config(tiny_dataset, tmp_path, seed=0)
 
     full = prepare_data(config, mean, std)
     val_only = prepare_data(config, mean, std, load_train=False)
@@ -104,7 +104,7 @@ def test_val_only_data_skips_train_photos(tiny_dataset, tmp_path):
 
 def test_compare_on_validation_saves_both(tiny_dataset, tmp_path):
     members = [
-        fit(_config(tiny_dataset, tmp_path / f"seed{seed}", epochs=1, seed=seed, split_seed=0)).model_dir
+        fit(tiny_train_config(tiny_dataset, tmp_path / f"seed{seed}", epochs=1, seed=seed, split_seed=0)).model_dir
         for seed in (0, 1)
     ]
 

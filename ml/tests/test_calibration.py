@@ -6,16 +6,15 @@ import torch
 from PIL import Image
 
 from ml.calibration import calibrate, fit_temperature
-from ml.config import TrainConfig
 from ml.errors import CheckpointError
 from ml.evaluation import apply_temperature, probabilities_from_logits
 from ml.inference import Predictor
 from ml.metrics import expected_calibration_error, negative_log_likelihood
-from ml.testing import make_tiny_checkpoint
+from ml.testing import make_tiny_checkpoint, tiny_train_config
 from ml.training import fit
 
 
-def test_fit_temperature_recovers_the_temperature_of_the_labels():
+def test_fit_temperature_recovers_true_value():
     rng = np.random.default_rng(0)
     logits = torch.from_numpy(rng.normal(0, 3, size=(1, 20000, 10)).astype(np.float32))
     true_probabilities = (logits[0] / 2.5).softmax(dim=1).numpy().astype(np.float64)
@@ -29,7 +28,7 @@ def test_fit_temperature_recovers_the_temperature_of_the_labels():
 
 
 @pytest.mark.parametrize("temperature", [0.3, 2.0, 7.0])
-def test_temperature_keeps_the_top_class_of_averaged_views(temperature):
+def test_temperature_keeps_top_class(temperature):
     logits = torch.randn(2, 500, 10, generator=torch.Generator().manual_seed(1)) * 4
 
     plain = probabilities_from_logits(logits)
@@ -40,13 +39,13 @@ def test_temperature_keeps_the_top_class_of_averaged_views(temperature):
     assert (scaled.max(axis=1) > plain.max(axis=1)).all() == (temperature < 1)
 
 
-def test_temperature_one_returns_the_probabilities_unchanged():
+def test_temperature_one_changes_nothing():
     probabilities = torch.tensor([[0.7, 0.2, 0.1]])
 
     assert apply_temperature(probabilities, 1.0) is probabilities
 
 
-def test_calibration_error_on_hand_made_predictions():
+def test_calibration_error_hand_made_cases():
     probabilities = np.array([[0.9, 0.1]] * 10)
     nine_right = np.array([0] * 9 + [1])
     all_right = np.zeros(10, dtype=int)
@@ -55,15 +54,9 @@ def test_calibration_error_on_hand_made_predictions():
     assert expected_calibration_error(probabilities, all_right) == pytest.approx(0.1)
 
 
-def test_fit_stores_a_temperature_that_calibrate_and_predictor_use(tiny_dataset, tmp_path, monkeypatch):
+def test_fit_stores_temperature_for_predictor(tiny_dataset, tmp_path, monkeypatch):
     monkeypatch.setattr("ml.calibration.MIN_CALIBRATION_IMAGES", 10)
-    config = TrainConfig(
-        data_dir=str(tiny_dataset), out_dir=str(tmp_path / "run"), backbone="efficientnet_lite0", epochs=2,
-        batch_size=12, learning_rate=3e-3, image_size=32, source_size=32, low_res_range=(16, 32),
-        val_fraction=0.34, num_workers=0, device="cpu",
-    )  # fmt: skip
-
-    result = fit(config)
+    result = fit(tiny_train_config(tiny_dataset, tmp_path / "run", epochs=2))
 
     description = json.loads((result.model_dir / "model.json").read_text())
     stored = description["calibration"]
@@ -82,14 +75,8 @@ def test_fit_stores_a_temperature_that_calibrate_and_predictor_use(tiny_dataset,
     assert list(scaled_row.values()) == pytest.approx(expected.tolist(), abs=1e-5)
 
 
-def test_calibrate_keeps_temperature_one_on_few_images(tiny_dataset, tmp_path):
-    config = TrainConfig(
-        data_dir=str(tiny_dataset), out_dir=str(tmp_path / "run"), backbone="efficientnet_lite0", epochs=1,
-        batch_size=12, learning_rate=3e-3, image_size=32, source_size=32, low_res_range=(16, 32),
-        val_fraction=0.34, num_workers=0, device="cpu",
-    )  # fmt: skip
-
-    result = fit(config)
+def test_calibrate_skips_small_validation_split(tiny_dataset, tmp_path):
+    result = fit(tiny_train_config(tiny_dataset, tmp_path / "run", epochs=1))
 
     description = json.loads((result.model_dir / "model.json").read_text())
     assert description["temperature"] == 1.0

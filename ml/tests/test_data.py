@@ -174,7 +174,7 @@ def test_scan_dataset_reports_counts_bad_files_and_gaps(tmp_path):
     assert summary["missing"] == {"train": [], "test": ["altar"]}
 
 
-def test_scan_dataset_counts_class_with_only_broken_files_as_missing(tmp_path):
+def test_scan_marks_broken_only_class_missing(tmp_path):
     make_image_folder(tmp_path, classes=["apse", "vault"], per_class=2, size=16)
     for old in (tmp_path / "test" / "apse").iterdir():
         old.unlink()

@@ -5,33 +5,14 @@ from ml.checkpoints import load_checkpoint, read_description
 from ml.config import TrainConfig
 from ml.errors import ConfigError, TrainingError
 from ml.evaluation import evaluate
+from ml.testing import tiny_train_config
 from ml.training import CutMix, WeightAverage, build_optimizer, distillation_loss, fit, train_one_epoch
-
-
-def _config(data, out, **overrides):
-    values = {
-        "data_dir": str(data),
-        "out_dir": str(out),
-        "backbone": "efficientnet_lite0",
-        "epochs": 3,
-        "batch_size": 12,
-        "learning_rate": 3e-3,
-        "image_size": 32,
-        "source_size": 32,
-        "low_res_range": (16, 32),
-        "val_fraction": 0.34,
-        "num_workers": 0,
-        "patience": None,
-        "device": "cpu",
-    }
-    values.update(overrides)
-    return TrainConfig(**values)
 
 
 def test_fit_lowers_training_loss_and_saves_best(tiny_dataset, tmp_path):
     events = []
 
-    result = fit(_config(tiny_dataset, tmp_path / "run"), on_progress=events.append)
+    result = fit(tiny_train_config(tiny_dataset, tmp_path / "run"), on_progress=events.append)
 
     losses = [epoch["train_loss"] for epoch in result.history]
     assert len(losses) == 3
@@ -46,8 +27,8 @@ def test_fit_lowers_training_loss_and_saves_best(tiny_dataset, tmp_path):
 
 
 def test_fit_is_reproducible_with_a_seed(tiny_dataset, tmp_path):
-    first = fit(_config(tiny_dataset, tmp_path / "a", epochs=1))
-    second = fit(_config(tiny_dataset, tmp_path / "b", epochs=1))
+    first = fit(tiny_train_config(tiny_dataset, tmp_path / "a", epochs=1))
+    second = fit(tiny_train_config(tiny_dataset, tmp_path / "b", epochs=1))
 
     assert first.history[0]["train_loss"] == pytest.approx(second.history[0]["train_loss"], rel=1e-5)
 
@@ -60,7 +41,7 @@ def test_fit_stops_between_batches_when_asked(tiny_dataset, tmp_path):
         return len(batches) >= 4
 
     result = fit(
-        _config(tiny_dataset, tmp_path / "run"),
+        tiny_train_config(tiny_dataset, tmp_path / "run"),
         on_progress=lambda event: batches.append(event) if event["phase"] == "train" else None,
         should_stop=stop_in_second_epoch,
     )
@@ -71,7 +52,7 @@ def test_fit_stops_between_batches_when_asked(tiny_dataset, tmp_path):
 
 
 def test_fit_cancelled_before_first_epoch_saves_nothing(tiny_dataset, tmp_path):
-    result = fit(_config(tiny_dataset, tmp_path / "run"), should_stop=lambda: True)
+    result = fit(tiny_train_config(tiny_dataset, tmp_path / "run"), should_stop=lambda: True)
 
     assert result.cancelled
     assert result.model_dir is None
@@ -83,7 +64,7 @@ def test_linear_probe_trains_only_the_head(tiny_dataset, tmp_path):
 
     pretrained = create_model("efficientnet_lite0", 10).state_dict()
 
-    result = fit(_config(tiny_dataset, tmp_path / "run", mode="linear-probe", epochs=1))
+    result = fit(tiny_train_config(tiny_dataset, tmp_path / "run", mode="linear-probe", epochs=1))
 
     from ml.checkpoints import load_checkpoint
 
@@ -95,7 +76,7 @@ def test_linear_probe_trains_only_the_head(tiny_dataset, tmp_path):
 
 
 def test_evaluate_returns_metrics_and_samples(tiny_dataset, tmp_path):
-    result = fit(_config(tiny_dataset, tmp_path / "run", epochs=1))
+    result = fit(tiny_train_config(tiny_dataset, tmp_path / "run", epochs=1))
 
     metrics = evaluate(result.model_dir, tiny_dataset, split="test", device="cpu")
 
@@ -143,11 +124,11 @@ def test_evaluate_warns_about_class_without_images(tiny_model, tiny_dataset, cap
 )
 def test_config_validation_names_the_field(tmp_path, field, value, message):
     with pytest.raises(ConfigError, match=message):
-        _config(tmp_path, tmp_path / "out", **{field: value}).validate()
+        tiny_train_config(tmp_path, tmp_path / "out", **{field: value}).validate()
 
 
 def test_config_validation_lists_all_fields(tmp_path):
-    config = _config(tmp_path, tmp_path / "out", epochs=0, batch_size=1, device="tpu")
+    config = tiny_train_config(tmp_path, tmp_path / "out", epochs=0, batch_size=1, device="tpu")
 
     with pytest.raises(ConfigError) as raised:
         config.validate()
@@ -181,8 +162,8 @@ def test_weight_average_update_step():
 
 
 def test_fit_with_ema_saves_average(tiny_dataset, tmp_path):
-    raw = fit(_config(tiny_dataset, tmp_path / "raw", epochs=2))
-    averaged = fit(_config(tiny_dataset, tmp_path / "ema", epochs=2, ema_decay=0.9))
+    raw = fit(tiny_train_config(tiny_dataset, tmp_path / "raw", epochs=2))
+    averaged = fit(tiny_train_config(tiny_dataset, tmp_path / "ema", epochs=2, ema_decay=0.9))
 
     assert read_description(averaged.model_dir)["config"]["ema_decay"] == 0.9
     # Same seed, same batches: only the saved weights differ.
@@ -198,13 +179,15 @@ def test_fit_with_ema_saves_average(tiny_dataset, tmp_path):
 
 
 def test_fit_continues_from_saved_model(tiny_dataset, tmp_path):
-    first = fit(_config(tiny_dataset, tmp_path / "first", epochs=2))
+    first = fit(tiny_train_config(tiny_dataset, tmp_path / "first", epochs=2))
 
     continued = fit(
-        _config(tiny_dataset, tmp_path / "continued", epochs=1, learning_rate=1e-4, init_from=str(first.model_dir))
+        tiny_train_config(
+            tiny_dataset, tmp_path / "continued", epochs=1, learning_rate=1e-4, init_from=str(first.model_dir)
+        )
     )
 
-    fresh = fit(_config(tiny_dataset, tmp_path / "fresh", epochs=1, learning_rate=1e-4))
+    fresh = fit(tiny_train_config(tiny_dataset, tmp_path / "fresh", epochs=1, learning_rate=1e-4))
 
     # At a low learning rate, trained weights start from a lower loss than a new head.
     assert continued.history[0]["train_loss"] < fresh.history[0]["train_loss"]
@@ -216,19 +199,19 @@ def test_fit_continues_from_saved_model(tiny_dataset, tmp_path):
 
 
 def test_init_from_rejects_other_split(tiny_dataset, tmp_path):
-    first = fit(_config(tiny_dataset, tmp_path / "first", epochs=1, seed=0))
+    first = fit(tiny_train_config(tiny_dataset, tmp_path / "first", epochs=1, seed=0))
 
     with pytest.raises(ConfigError, match=r"validation split \(split seed 0.*differs.*split seed 5"):
-        fit(_config(tiny_dataset, tmp_path / "other", epochs=1, split_seed=5, init_from=str(first.model_dir)))
+        fit(tiny_train_config(tiny_dataset, tmp_path / "other", epochs=1, split_seed=5, init_from=str(first.model_dir)))
     assert not (tmp_path / "other").exists()
 
 
 def test_init_from_rejects_other_backbone(tiny_dataset, tmp_path):
-    first = fit(_config(tiny_dataset, tmp_path / "first", epochs=1))
+    first = fit(tiny_train_config(tiny_dataset, tmp_path / "first", epochs=1))
 
     with pytest.raises(ConfigError, match="its backbone is 'efficientnet_lite0', not 'efficientnet_lite1'"):
         fit(
-            _config(
+            tiny_train_config(
                 tiny_dataset,
                 tmp_path / "other",
                 epochs=1,
@@ -240,7 +223,7 @@ def test_init_from_rejects_other_backbone(tiny_dataset, tmp_path):
 
 def test_init_from_needs_model_json(tmp_path):
     with pytest.raises(ConfigError, match=r"init_from must be a model folder with model\.json"):
-        _config(tmp_path, tmp_path / "out", init_from=str(tmp_path)).validate()
+        tiny_train_config(tmp_path, tmp_path / "out", init_from=str(tmp_path)).validate()
 
 
 def test_distillation_loss_is_scaled_kl_divergence():
@@ -257,11 +240,11 @@ def test_distillation_loss_is_scaled_kl_divergence():
 
 
 def test_student_records_its_teacher(tiny_dataset, tmp_path):
-    teacher = fit(_config(tiny_dataset, tmp_path / "teacher", epochs=2, seed=3, split_seed=0))
-    plain = fit(_config(tiny_dataset, tmp_path / "plain", epochs=1, seed=0))
+    teacher = fit(tiny_train_config(tiny_dataset, tmp_path / "teacher", epochs=2, seed=3, split_seed=0))
+    plain = fit(tiny_train_config(tiny_dataset, tmp_path / "plain", epochs=1, seed=0))
 
     student = fit(
-        _config(
+        tiny_train_config(
             tiny_dataset, tmp_path / "student", epochs=1, seed=0, teacher=str(teacher.model_dir), distill_weight=1.0
         )
     )
@@ -276,11 +259,11 @@ def test_student_records_its_teacher(tiny_dataset, tmp_path):
 
 
 def test_zero_distill_weight_matches_plain_run(tiny_dataset, tmp_path):
-    teacher = fit(_config(tiny_dataset, tmp_path / "teacher", epochs=1, seed=3, split_seed=0))
-    plain = fit(_config(tiny_dataset, tmp_path / "plain", epochs=2, seed=0))
+    teacher = fit(tiny_train_config(tiny_dataset, tmp_path / "teacher", epochs=1, seed=3, split_seed=0))
+    plain = fit(tiny_train_config(tiny_dataset, tmp_path / "plain", epochs=2, seed=0))
 
     student = fit(
-        _config(
+        tiny_train_config(
             tiny_dataset, tmp_path / "student", epochs=2, seed=0, teacher=str(teacher.model_dir), distill_weight=0.0
         )
     )
@@ -291,11 +274,11 @@ def test_zero_distill_weight_matches_plain_run(tiny_dataset, tmp_path):
 
 
 def test_teacher_rejects_other_split_and_input(tiny_dataset, tmp_path):
-    teacher = fit(_config(tiny_dataset, tmp_path / "teacher", epochs=1, seed=0))
+    teacher = fit(tiny_train_config(tiny_dataset, tmp_path / "teacher", epochs=1, seed=0))
 
     with pytest.raises(ConfigError) as raised:
         fit(
-            _config(
+            tiny_train_config(
                 tiny_dataset,
                 tmp_path / "student",
                 epochs=1,
@@ -314,9 +297,9 @@ def test_teacher_rejects_other_split_and_input(tiny_dataset, tmp_path):
 
 
 def test_teacher_with_other_backbone(tiny_dataset, tmp_path):
-    teacher = fit(_config(tiny_dataset, tmp_path / "teacher", epochs=1, backbone="efficientnet_lite1"))
+    teacher = fit(tiny_train_config(tiny_dataset, tmp_path / "teacher", epochs=1, backbone="efficientnet_lite1"))
 
-    student = fit(_config(tiny_dataset, tmp_path / "student", epochs=1, teacher=str(teacher.model_dir)))
+    student = fit(tiny_train_config(tiny_dataset, tmp_path / "student", epochs=1, teacher=str(teacher.model_dir)))
 
     assert read_description(student.model_dir)["teacher"]["model_version"].startswith("efficientnet_lite1-")
     assert read_description(student.model_dir)["backbone"] == "efficientnet_lite0"
@@ -326,12 +309,12 @@ def test_ensemble_as_teacher(tiny_dataset, tmp_path):
     from ml.averaging import compare_on_validation
 
     members = [
-        str(fit(_config(tiny_dataset, tmp_path / f"m{seed}", epochs=1, seed=seed, split_seed=0)).model_dir)
+        str(fit(tiny_train_config(tiny_dataset, tmp_path / f"m{seed}", epochs=1, seed=seed, split_seed=0)).model_dir)
         for seed in (0, 1)
     ]
     ensemble = compare_on_validation(members, out_dir=tmp_path / "ensemble", keep="ensemble", device="cpu")
 
-    student = fit(_config(tiny_dataset, tmp_path / "student", epochs=1, teacher=ensemble["out_dir"]))
+    student = fit(tiny_train_config(tiny_dataset, tmp_path / "student", epochs=1, teacher=ensemble["out_dir"]))
 
     origin = read_description(student.model_dir)["teacher"]
     assert origin["path"] == ensemble["out_dir"]
@@ -407,9 +390,11 @@ def test_cutmix_batch_share_and_seed():
 
 
 def test_fit_cutmix_and_plain_runs(tiny_dataset, tmp_path):
-    plain = fit(_config(tiny_dataset, tmp_path / "plain", epochs=1, seed=0))
-    mixed = fit(_config(tiny_dataset, tmp_path / "mixed", epochs=1, seed=0, cutmix_prob=1.0, cutmix_alpha=2.0))
-    plain_again = fit(_config(tiny_dataset, tmp_path / "again", epochs=1, seed=0, cutmix_prob=0.0))
+    plain = fit(tiny_train_config(tiny_dataset, tmp_path / "plain", epochs=1, seed=0))
+    mixed = fit(
+        tiny_train_config(tiny_dataset, tmp_path / "mixed", epochs=1, seed=0, cutmix_prob=1.0, cutmix_alpha=2.0)
+    )
+    plain_again = fit(tiny_train_config(tiny_dataset, tmp_path / "again", epochs=1, seed=0, cutmix_prob=0.0))
 
     assert mixed.history[0]["train_loss"] != pytest.approx(plain.history[0]["train_loss"], rel=1e-3)
     assert plain_again.history[0]["train_loss"] == pytest.approx(plain.history[0]["train_loss"], rel=1e-5)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from django.template.defaultfilters import pluralize
 from django.core.management.base import BaseCommand, CommandError
+from django.template.defaultfilters import pluralize
 
 from training_jobs import services
 
