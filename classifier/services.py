@@ -227,25 +227,28 @@ def upload_create_from_file(*, uploaded_file, owner=None) -> Upload:
     return upload_create(name=name, data=uploaded_file.read(), owner=owner)
 
 
-def upload_import_file(*, path: Path, name: str, owner=None, hidden: bool = False) -> Upload | None:
-    """Upload a file from the server's disk under ``name``, unless the same owner already imported it.
+def upload_import_file(*, path: Path, name: str, owner=None, hidden: bool = False) -> tuple[Upload, bool]:
+    """Upload a file from the server's disk under ``name``, unless the same owner already uploaded it.
 
-    Returns None for a file whose bytes and name were imported before, so an
-    interrupted import can be run again. With ``hidden``, those earlier
-    uploads are hidden too. Raises ``ImageRejected`` as ``upload_create``
-    does, and for a file over the byte limit before reading it.
+    Returns the upload and whether it is new. A file whose bytes and name the
+    same owner uploaded before, by an import or through the site, returns that
+    earlier upload and False, so an interrupted import can be run again. With
+    ``hidden``, such earlier uploads are hidden too. Raises ``ImageRejected``
+    as ``upload_create`` does, and for a file over the byte limit before
+    reading it.
     """
     reject_if_too_large(name, path.stat().st_size, settings.UPLOAD_MAX_BYTES)
     data = path.read_bytes()
     sha256 = hashlib.sha256(data).hexdigest()
     previous = Upload.objects.filter(
         stored_image__sha256=sha256, original_name=name[:255], owner_id=getattr(owner, "pk", None)
-    )
-    if previous.exists():
+    ).order_by("pk")
+    earliest = previous.first()
+    if earliest is not None:
         if hidden:
             previous.update(is_hidden=True)
-        return None
-    return upload_create(name=name, data=data, owner=owner, hidden=hidden)
+        return earliest, False
+    return upload_create(name=name, data=data, owner=owner, hidden=hidden), True
 
 
 def upload_delete(upload: Upload) -> None:

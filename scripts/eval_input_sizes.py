@@ -19,7 +19,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +26,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ml.averaging import check_compatible, member_config
+from ml.averaging import check_compatible, training_split
 from ml.checkpoints import load_checkpoint
+from ml.errors import CheckpointError
 from ml.evaluation import predict_probabilities
 from ml.metrics import classification_report
 from ml.runtime import configure_threads
-from ml.training import prepare_data
 from ml.transforms import RESAMPLE, EvalTransform, ImageListDataset, center_square, jpeg_round_trip
 
 
@@ -75,10 +74,11 @@ def main(argv=None) -> int:
     if len(loaded) > 1:
         check_compatible(descriptions)
     first = descriptions[0]
-    config = member_config(first)
-    if args.data:
-        config = replace(config, data_dir=args.data)
-    data = prepare_data(config, first["mean"], first["std"], load_train=False)
+    try:
+        config, data = training_split(first, args.data)
+    except CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     labels = np.asarray(data.val.labels)
     mean, std, source = first["mean"], first["std"], first["source_size"]
     quality = config.val_jpeg_quality

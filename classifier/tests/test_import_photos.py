@@ -37,8 +37,10 @@ def test_import_uploads_each_photo_once(photo_folder, django_user_model):
     assert all(upload.owner == owner for upload in uploads)
     assert all(upload.is_hidden for upload in uploads)
     assert all(upload.latest_prediction is not None for upload in uploads)
-    assert "2 photos uploaded, 0 imported before and skipped, 0 rejected. Their predictions" in first.getvalue()
-    assert "0 photos uploaded, 2 imported before and skipped, 0 rejected.\n" in again.getvalue()
+    assert "2 photos uploaded, 0 already uploaded and skipped, 0 rejected. Their predictions" in first.getvalue()
+    assert "0 photos uploaded, 2 already uploaded and skipped, 0 rejected.\n" in again.getvalue()
+    nave = Upload.objects.get(original_name="nave.jpg")
+    assert f"skipped nave.jpg: already uploaded as photo {nave.pk}\n" in again.getvalue()
 
 
 def test_import_hides_new_photos_from_the_start(photo_folder):

@@ -17,7 +17,8 @@ class Command(BaseCommand):
     help = (
         "Upload every file under FOLDER (subfolders included, hidden files skipped) as if a visitor had "
         "uploaded it, and queue its prediction. Each upload is named by its path inside FOLDER. Files that "
-        "the same owner imported before are skipped, so an interrupted import can be run again."
+        "the same owner uploaded before under the same name (same bytes) are skipped and named, so an "
+        "interrupted import can be run again."
     )
 
     def add_arguments(self, parser) -> None:
@@ -42,7 +43,10 @@ class Command(BaseCommand):
         if not (imported or already or rejected):
             raise CommandError(f"no files found under {root} (hidden files and folders are skipped).")
 
-        summary = f"{imported} photo{pluralize(imported)} uploaded, {already} imported before and skipped, {len(rejected)} rejected."
+        summary = (
+            f"{imported} photo{pluralize(imported)} uploaded, {already} already uploaded and skipped, "
+            f"{len(rejected)} rejected."
+        )
         if imported:
             summary += " Their predictions are queued for the inference worker."
         self.stdout.write(summary)
@@ -57,13 +61,16 @@ class Command(BaseCommand):
             if not path.is_file() or any(part.startswith(".") for part in relative.parts):
                 continue
             try:
-                upload = services.upload_import_file(path=path, name=relative.as_posix(), owner=user, hidden=hide)
+                upload, created = services.upload_import_file(
+                    path=path, name=relative.as_posix(), owner=user, hidden=hide
+                )
             except ImageRejected as error:
                 rejected.append(relative.as_posix())
                 self.stdout.write(self.style.WARNING(f"rejected {relative.as_posix()}: {error.message}"))
                 continue
-            if upload is None:
+            if not created:
                 already += 1
+                self.stdout.write(f"skipped {relative.as_posix()}: already uploaded as photo {upload.pk}")
                 continue
             imported += 1
             self.stdout.write(f"uploaded {relative.as_posix()} as photo {upload.pk}")
