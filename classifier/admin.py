@@ -54,8 +54,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def scores(self, version: ModelVersion) -> str:
         """Test scores of a promoted job's model or recorded in model.json, else the validation scores."""
         metrics = version.metrics or {}
-        if metrics.get("macro_f1") is not None:
-            return f"test macro-F1 {metrics['macro_f1']:.3f}"
         test = metrics.get("test") or {}
         if test.get("macro_f1") is not None:
             return f"test macro-F1 {test['macro_f1']:.3f}"

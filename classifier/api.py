@@ -468,9 +468,21 @@ class ImagePredictApi(APIView):
 
 
 class ModelVersionOutput(serializers.ModelSerializer):
+    metrics = serializers.SerializerMethodField(
+        help_text="Scores as model.json stores them: `val` and `test`, each null or an object with at least "
+        "`accuracy` and `macro_f1`, and for a promoted model `training_job`, the id of the job it came from."
+    )
+
     class Meta:
         model = ModelVersion
         fields = ["id", "version", "is_active", "is_default", "class_names", "metrics", "created"]
+
+    @extend_schema_field(serializers.JSONField())
+    def get_metrics(self, version: ModelVersion) -> dict:
+        metrics = dict(version.metrics or {})
+        metrics.setdefault("val", None)
+        metrics.setdefault("test", None)
+        return metrics
 
 
 class ModelVersionListApi(APIView):

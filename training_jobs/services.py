@@ -541,7 +541,7 @@ def training_job_promote(*, job: TrainingJob) -> TrainingJob:
         version = model_version_register(
             model_dir=model_dir,
             version=_model_version_name(job, model_dir),
-            metrics={"accuracy": job.test_accuracy, "macro_f1": job.test_macro_f1, "training_job": job.pk},
+            metrics=promoted_metrics(job),
         )
         model_version_activate(version)
         TrainingJob.objects.filter(pk=job.pk).update(model_version=version, promoted_at=timezone.now())
@@ -549,6 +549,23 @@ def training_job_promote(*, job: TrainingJob) -> TrainingJob:
     logger.info("training job %s promoted: model version %s is active", job.pk, version.version)
     job.refresh_from_db()
     return job
+
+
+def promoted_metrics(job) -> dict[str, Any]:
+    """Return a job's scores in the shape model.json's ``metrics`` has: ``val`` and ``test``, plus the job's id.
+
+    The models API returns ``ModelVersion.metrics``, so there promoted and
+    committed models share one shape.
+    """
+    return {
+        "val": {"accuracy": job.val_accuracy, "macro_f1": job.val_macro_f1},
+        "test": {
+            "accuracy": job.test_accuracy,
+            "macro_f1": job.test_macro_f1,
+            "split_fingerprint": job.test_split_fingerprint,
+        },
+        "training_job": job.pk,
+    }
 
 
 def _looks_like_weights(path: Path) -> bool:

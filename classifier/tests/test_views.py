@@ -523,7 +523,7 @@ def test_admin_model_versions_show_scores(admin_client, active_model):
 @pytest.mark.parametrize(
     ("metrics", "shown"),
     [
-        ({"accuracy": 0.95, "macro_f1": 0.9, "training_job": 3}, "test macro-F1 0.900"),
+        ({"val": {"macro_f1": 0.96}, "test": {"macro_f1": 0.9}, "training_job": 3}, "test macro-F1 0.900"),
         ({"val": {"accuracy": 0.96, "macro_f1": 0.95}}, "validation macro-F1 0.950"),
         ({"val": {"macro_f1": 0.95}, "test": {"accuracy": 0.97, "macro_f1": 0.967}}, "test macro-F1 0.967"),
         ({}, "-"),

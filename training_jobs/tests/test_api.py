@@ -291,6 +291,22 @@ def test_promote_by_staff(staff_client, succeeded_job):
     assert ModelVersion.objects.get(is_active=True).training_jobs.get() == succeeded_job
 
 
+def test_models_api_metrics_share_one_shape(staff_client, succeeded_job):
+    staff_client.post(f"/api/v1/training-jobs/{succeeded_job.pk}/promote/")
+
+    versions = staff_client.get("/api/v1/models/").json()
+
+    promoted, default = versions
+    assert promoted["is_active"] is True
+    assert set(promoted["metrics"]["val"]) == {"accuracy", "macro_f1"}
+    assert promoted["metrics"]["test"]["macro_f1"] == succeeded_job.test_macro_f1
+    # The tests' default model records no scores, so both are null rather than absent.
+    assert default["is_default"] is True
+    assert default["metrics"]["val"] is None
+    assert default["metrics"]["test"] is None
+    assert promoted["metrics"]["training_job"] == succeeded_job.pk
+
+
 def test_promote_failed_job_conflicts(staff_client, make_job):
     job = make_job(Status.FAILED)
 

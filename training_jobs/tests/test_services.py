@@ -1,3 +1,4 @@
+import importlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -404,6 +405,39 @@ def test_promote_activates_model_version(succeeded_job):
     assert Path(active.model_dir) == Path(job.model_dir).resolve()
     assert active.class_names == ["altar", "apse", "vault"]
     assert job.promoted_at is not None
+    assert active.metrics["val"] == {"accuracy": job.val_accuracy, "macro_f1": job.val_macro_f1}
+    assert active.metrics["test"]["macro_f1"] == job.test_macro_f1
+    assert active.metrics["test"]["split_fingerprint"] == job.test_split_fingerprint
+    assert active.metrics["training_job"] == job.pk
+
+
+def test_migration_nests_old_promoted_metrics(succeeded_job):
+    from django.apps import apps
+
+    migration = importlib.import_module("training_jobs.migrations.0004_promoted_metrics_shape")
+    old = ModelVersion.objects.create(
+        version="old-promoted",
+        model_dir=succeeded_job.model_dir,
+        class_names=["altar", "apse", "vault"],
+        metrics={"accuracy": 0.9, "macro_f1": 0.8, "training_job": succeeded_job.pk},
+    )
+    committed = {"val": {"accuracy": 0.97, "macro_f1": 0.96}, "test": {"macro_f1": 0.95}}
+    default = ModelVersion.objects.create(
+        version="default", model_dir="ml/default_model", class_names=["altar"], metrics=committed
+    )
+
+    migration.nest_promoted_metrics(apps, None)
+
+    old.refresh_from_db()
+    default.refresh_from_db()
+    assert old.metrics["test"] == {
+        "accuracy": 0.9,
+        "macro_f1": 0.8,
+        "split_fingerprint": succeeded_job.test_split_fingerprint,
+    }
+    assert old.metrics["val"]["macro_f1"] == succeeded_job.val_macro_f1
+    assert old.metrics["training_job"] == succeeded_job.pk
+    assert default.metrics == committed
 
 
 def test_promote_again_keeps_one_version(succeeded_job):
