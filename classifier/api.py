@@ -228,7 +228,9 @@ class ImageCollectionApi(APIView):
         file = serializers.ListField(child=serializers.FileField(allow_empty_file=True), min_length=1)
 
     def get_throttles(self):
-        if self.request.method == "POST":
+        # A POST without files, or with too many, is rejected before any work, so
+        # it does not use up the upload limit. Rejected photos still count, because checking them costs work.
+        if self.request.method == "POST" and 1 <= len(self.request.FILES.getlist("file")) <= settings.UPLOAD_MAX_FILES:
             return [UploadAnonThrottle(), UploadUserThrottle()]
         return []
 

@@ -47,17 +47,18 @@ def upload_page(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render(request, "classifier/upload.html", context)
 
+    # A post without files, or with too many, is rejected before the upload limit counts it.
     files = request.FILES.getlist("file")
-    wait = _throttle_wait(request)
-    if wait is not None:
-        messages.error(request, throttle_message(request.user, wait))
-        return render(request, "classifier/upload.html", context, status=429)
     if not files:
         messages.error(request, "Choose one or more photos to upload.")
         return render(request, "classifier/upload.html", context, status=400)
     if len(files) > settings.UPLOAD_MAX_FILES:
         messages.error(request, f"Upload at most {settings.UPLOAD_MAX_FILES} photos at a time.")
         return render(request, "classifier/upload.html", context, status=400)
+    wait = _throttle_wait(request)
+    if wait is not None:
+        messages.error(request, throttle_message(request.user, wait))
+        return render(request, "classifier/upload.html", context, status=429)
 
     uploads, entries = create_uploads(files, request.user)
     accepted_ids = [str(upload.pk) for upload in uploads if upload is not None]

@@ -179,6 +179,17 @@ def test_anonymous_uploads_are_throttled(anonymous, settings):
     assert 1 <= int(response["Retry-After"]) <= 60
 
 
+def test_empty_or_overfull_post_not_throttled(anonymous, settings):
+    settings.UPLOAD_MAX_FILES = 2
+    for _ in range(3):
+        assert anonymous.post(IMAGES_URL, {}, format="multipart").status_code == 400
+        assert _upload(anonymous, _file("a.jpg"), _file("b.jpg"), _file("c.jpg")).status_code == 400
+
+    response = _upload(anonymous, _file("a.jpg"))
+
+    assert response.status_code == 201
+
+
 @pytest.mark.parametrize(
     ("wait", "text"), [(0.2, "Try again in 1 second."), (90, "Try again in 90 seconds."), (3556, "about 60 minutes")]
 )

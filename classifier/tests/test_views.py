@@ -128,6 +128,15 @@ def test_form_post_throttled_for_anonymous(client):
     assert "the limit is 5 uploads per minute for visitors who are not logged in" in response.content.decode()
 
 
+def test_form_post_without_files_is_not_throttled(client):
+    for _ in range(6):
+        assert client.post("/", {}).status_code == 400
+
+    response = client.post("/", {"file": [SimpleUploadedFile("a.jpg", make_image_bytes("JPEG"))]})
+
+    assert response.status_code == 302
+
+
 def test_results_page_stops_refreshing_when_done(client):
     upload = _done(services.upload_create(name="a.jpg", data=make_image_bytes()))
 
