@@ -18,6 +18,7 @@ import timm
 import torch
 from torch import nn
 
+from ml.architectures import unknown_architecture_message
 from ml.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def create_model(
     try:
         model = timm.create_model(architecture, pretrained=False)
     except RuntimeError as error:
-        raise ModelLoadError(f"unknown timm architecture {architecture!r}: {error}") from error
+        raise ModelLoadError(unknown_architecture_message(architecture)) from error
 
     if pretrained:
         if weights_file is not None:

@@ -111,7 +111,8 @@ class TrainingJobLaunchForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         unnamed_backbone = False
-        if cleaned.get("backbone") == self.OTHER:
+        chose_other = cleaned.get("backbone") == self.OTHER
+        if chose_other:
             other = (cleaned.get("other_backbone") or "").strip()
             if other:
                 cleaned["backbone"] = other
@@ -129,6 +130,8 @@ class TrainingJobLaunchForm(forms.ModelForm):
             values["weights_file"] = values["weights_file"] or ""
         errors = services.training_job_settings_errors(dataset=cleaned.get("dataset"), values=values)
         for field, message in errors.items():
+            if field == "backbone" and chose_other:
+                field = "other_backbone"
             self.add_error(field if field in self.fields else None, message)
         return cleaned
 

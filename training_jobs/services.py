@@ -30,7 +30,8 @@ from training_jobs.models import (
     SamplePrediction,
     TrainingJob,
 )
-from training_jobs.selectors import JOB_SETTINGS, backbone_is_available, job_defaults
+from ml.architectures import is_known_architecture, unknown_architecture_message
+from training_jobs.selectors import JOB_SETTINGS, LITE_BACKBONE_PACKAGES, backbone_is_available, job_defaults
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +151,9 @@ def training_job_settings_errors(*, dataset: Dataset | None, values: dict[str, A
         errors["dataset"] = f"Dataset {dataset.name!r} has classes without images ({missing})."
     if "mode" in values and values["mode"] not in TrainingJob.Mode.values:
         errors["mode"] = f"mode must be one of {', '.join(TrainingJob.Mode.values)}, not {values['mode']!r}."
+    backbone = values.get("backbone")
+    if backbone and backbone not in LITE_BACKBONE_PACKAGES and not is_known_architecture(backbone):
+        errors["backbone"] = unknown_architecture_message(backbone)
     weights_file = values.get("weights_file")
     if weights_file and not Path(weights_file).is_file():
         errors["weights_file"] = f"weights_file {weights_file} does not exist on the server."
@@ -158,9 +162,9 @@ def training_job_settings_errors(*, dataset: Dataset | None, values: dict[str, A
             f"weights_file {weights_file} is not a PyTorch (.pth, .pt) or .safetensors weights file: "
             "save one with torch.save(model.state_dict(), PATH) or safetensors."
         )
-    elif not weights_file and "backbone" in values and not backbone_is_available(values["backbone"]):
+    elif not weights_file and backbone and "backbone" not in errors and not backbone_is_available(backbone):
         errors["backbone"] = (
-            f"backbone {values['backbone']!r} has no installed pretrained weights; "
+            f"backbone {backbone!r} has no installed pretrained weights; "
             "pick an EfficientNet-Lite variant or give a weights_file."
         )
 

@@ -108,3 +108,10 @@ def test_offline_mode_is_set():
     import ml  # noqa: F401
 
     assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_unknown_architecture_names_close_matches():
+    with pytest.raises(
+        ModelLoadError, match=r"backbone 'resnet5' is not a timm .* architecture; did you mean resnet50"
+    ):
+        create_model("resnet5", num_classes=3, pretrained=False)

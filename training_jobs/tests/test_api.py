@@ -97,6 +97,20 @@ def test_create_rejects_invalid_value_naming_field(staff_client, dataset, sent):
     assert not TrainingJob.objects.exists()
 
 
+def test_create_rejects_unknown_architecture(staff_client, dataset, sent):
+    response = staff_client.post(
+        "/api/v1/training-jobs/",
+        {"dataset": dataset.pk, "backbone": "convnext_tiniest"},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400
+    (message,) = response.json()["error"]["fields"]["backbone"]
+    assert message.startswith("backbone 'convnext_tiniest' is not a timm ")
+    assert "did you mean convnext_tiny" in message
+    assert not TrainingJob.objects.exists()
+
+
 def test_create_rejects_unknown_setting(staff_client, dataset, sent):
     response = staff_client.post(
         "/api/v1/training-jobs/", {"dataset": dataset.pk, "epoch": 2, "epochs": 0}, content_type="application/json"

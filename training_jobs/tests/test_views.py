@@ -576,6 +576,35 @@ def test_admin_form_names_invalid_field(staff_client, dataset, monkeypatch):
     assert not TrainingJob.objects.exists()
 
 
+def test_admin_form_rejects_unknown_architecture(staff_client, dataset, monkeypatch, tmp_path):
+    monkeypatch.setattr(services, "training_job_enqueue", lambda job_id: pytest.fail("nothing may be sent"))
+    weights = tmp_path / "weights.safetensors"
+    weights.write_bytes((2).to_bytes(8, "little") + b"{}")
+
+    response = staff_client.post(
+        "/admin/training_jobs/trainingjob/add/",
+        {
+            "dataset": dataset.pk,
+            "backbone": "__other__",
+            "other_backbone": "resnet5",
+            "weights_file": str(weights),
+            "mode": "finetune",
+            "epochs": 1,
+            "batch_size": 8,
+            "learning_rate": 0.01,
+            "image_size": 64,
+            "seed": 0,
+        },
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["other_backbone"]
+    assert "backbone 'resnet5' is not a timm" in errors["other_backbone"][0]
+    assert "did you mean resnet50" in errors["other_backbone"][0]
+    assert not TrainingJob.objects.exists()
+
+
 def test_admin_add_refused_for_non_staff(user_client, dataset):
     response = user_client.post("/admin/training_jobs/trainingjob/add/", {"dataset": dataset.pk})
 
