@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, permissions, status
 from rest_framework.authentication import TokenAuthentication
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from heritage_site.decorators import STAFF_ONLY
@@ -106,3 +110,29 @@ def request_user(request):
     except exceptions.AuthenticationFailed:
         return request.user
     return authenticated[0] if authenticated is not None else request.user
+
+
+class TokenRequestThrottle(SimpleRateThrottle):
+    """Limit on token requests per client address, logged in or not, so that passwords cannot be guessed quickly."""
+
+    scope = "token_requests"
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class TokenApi(ObtainAuthToken):
+    """DRF's view that exchanges a user name and password for an API token, throttled per address."""
+
+    throttle_classes = [TokenRequestThrottle]
+
+    def throttled(self, request, wait):
+        throttle = TokenRequestThrottle()
+        count, seconds = throttle.parse_rate(throttle.rate)
+        period = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}[seconds]
+        exception = exceptions.Throttled(
+            detail=f"Too many token requests: the limit is {count} per {period} for each address. "
+            f"Try again in {max(1, math.ceil(wait or 1))} seconds."
+        )
+        exception.wait = math.ceil(wait) if wait else None
+        raise exception

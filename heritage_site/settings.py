@@ -200,6 +200,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "uploads_anon": env_rate("THROTTLE_ANON_UPLOADS", "30/hour"),
         "uploads_user": env_rate("THROTTLE_USER_UPLOADS", "600/hour"),
+        "token_requests": env_rate("THROTTLE_TOKEN_REQUESTS", "10/minute"),
     },
 }
 

@@ -47,5 +47,6 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "uploads_anon": os.environ.get("THROTTLE_ANON_UPLOADS", "5/minute"),
         "uploads_user": os.environ.get("THROTTLE_USER_UPLOADS", "1000/minute"),
+        "token_requests": os.environ.get("THROTTLE_TOKEN_REQUESTS", "10/minute"),
     },
 }

@@ -9,16 +9,16 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 
 from heritage_site import views
+from heritage_site.api import TokenApi
 
 admin.site.site_header = "Heritage Lens administration"
 admin.site.site_title = "Heritage Lens admin"
 admin.site.index_title = "Uploads, models and training"
 
 api_v1_patterns = [
-    path("auth/token/", obtain_auth_token, name="auth-token"),
+    path("auth/token/", TokenApi.as_view(), name="auth-token"),
     path("schema/", SpectacularAPIView.as_view(api_version="v1"), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-v1:schema"), name="docs"),
     path("", include("classifier.api_urls")),

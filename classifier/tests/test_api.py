@@ -226,6 +226,21 @@ def test_token_with_wrong_password_is_400(member):
     assert "error" in response.json()
 
 
+def test_token_requests_are_throttled_per_address(member):
+    client = APIClient()
+    for _ in range(10):
+        assert client.post("/api/v1/auth/token/", {"username": "member", "password": "wrong"}).status_code == 400
+
+    response = client.post("/api/v1/auth/token/", {"username": "member", "password": "member-password"})
+
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "throttled"
+    assert response.json()["error"]["message"].startswith(
+        "Too many token requests: the limit is 10 per minute for each address. Try again in "
+    )
+    assert 1 <= int(response["Retry-After"]) <= 60
+
+
 def _uploaded(label: str | None = None, hidden: bool = False, size=(40, 30)) -> Upload:
     upload = services.upload_create(name="x.png", data=make_image_bytes("PNG", size))
     if label:
