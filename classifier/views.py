@@ -67,21 +67,29 @@ def upload_page(request: HttpRequest) -> HttpResponse:
         context["rejections"] = rejections
         return render(request, "classifier/upload.html", context, status=400)
 
-    # Rejections travel to the results page as messages (Post/Redirect/Get).
-    for rejection in rejections:
-        messages.error(request, rejection["error"]["message"])
-    _remember_uploads(request, accepted_ids)
-    return redirect(f"{reverse('classifier:results')}?ids={','.join(accepted_ids)}")
+    # Rejections travel to the results page in the session (Post/Redirect/Get). Messages
+    # would show once, and the page reloads itself while predictions run.
+    ids = ",".join(accepted_ids)
+    _remember_uploads(request, accepted_ids, ids, [rejection["error"]["message"] for rejection in rejections])
+    return redirect(f"{reverse('classifier:results')}?ids={ids}")
 
 
 # How many of a browser session's latest form uploads keep their file names on the results page.
 SESSION_UPLOADS_KEPT = 200
+# How many of a browser session's latest form posts keep their rejected files' reasons on the results page.
+SESSION_REJECTIONS_KEPT = 20
 
 
-def _remember_uploads(request: HttpRequest, upload_ids: list[str]) -> None:
-    """Record in the session which uploads this browser sent, so that the results page shows it their file names."""
+def _remember_uploads(request: HttpRequest, upload_ids: list[str], ids: str, rejections: list[str]) -> None:
+    """Record in the session which uploads this browser sent, and why files of that post were rejected.
+
+    The results page shows this browser the file names and the reasons, on every reload.
+    """
     recent = request.session.get("upload_ids", []) + [int(upload_id) for upload_id in upload_ids]
     request.session["upload_ids"] = recent[-SESSION_UPLOADS_KEPT:]
+    if rejections:
+        kept = [entry for entry in request.session.get("upload_rejections", []) if entry["ids"] != ids]
+        request.session["upload_rejections"] = [*kept, {"ids": ids, "messages": rejections}][-SESSION_REJECTIONS_KEPT:]
 
 
 @require_GET
@@ -100,7 +108,12 @@ def upload_results(request: HttpRequest) -> HttpResponse:
         upload.latest_prediction is None or upload.latest_prediction.status == Prediction.Status.PENDING
         for upload in uploads
     )
-    return render(request, "classifier/results.html", {"uploads": uploads, "pending": pending})
+    rejections = next(
+        (entry["messages"] for entry in request.session.get("upload_rejections", []) if entry["ids"] == raw_ids), []
+    )
+    return render(
+        request, "classifier/results.html", {"uploads": uploads, "pending": pending, "rejections": rejections}
+    )
 
 
 # The spellings of a yes/no filter (checked, mine), the API's true and false included, and the canonical value of each.

@@ -86,6 +86,19 @@ def test_form_post_without_javascript_redirects_to_results(client):
     assert Upload.objects.count() == 2
 
 
+def test_results_page_keeps_rejections_on_reload(client):
+    files = [SimpleUploadedFile("one.jpg", make_image_bytes("JPEG")), SimpleUploadedFile("bad.jpg", b"text")]
+    results_url = client.post("/", {"file": files})["Location"]
+
+    first = client.get(results_url).content.decode()
+    reload = client.get(results_url).content.decode()
+    stranger = Client().get(results_url).content.decode()
+
+    assert "1 file not uploaded" in first
+    assert "“bad.jpg” is not an image" in reload
+    assert "bad.jpg" not in stranger
+
+
 def test_form_post_over_file_limit_shows_message(client, settings):
     settings.UPLOAD_MAX_FILES = 2
     settings.DATA_UPLOAD_MAX_NUMBER_FILES = 3
