@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+from django import forms
 from django.contrib import admin, messages
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
@@ -43,12 +46,61 @@ class CheckedLabelFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ModelVersionAddForm(forms.ModelForm):
+    """Register a model folder: its class names and scores come from its model.json."""
+
+    version = forms.CharField(
+        required=False, max_length=200, help_text="Leave empty to use the model_version of its model.json."
+    )
+
+    class Meta:
+        model = ModelVersion
+        fields = ["model_dir", "version"]
+
+    def clean(self):
+        cleaned = super().clean()
+        model_dir = (cleaned.get("model_dir") or "").strip()
+        if not model_dir:
+            return cleaned
+        folder = Path(model_dir).expanduser().resolve()
+        problem = services.model_dir_problem(folder)
+        if problem:
+            self.add_error("model_dir", f"This folder cannot serve predictions: {problem}.")
+            return cleaned
+        description = services.read_model_description(folder)
+        version = cleaned.get("version") or description.get("model_version") or folder.name
+        if ModelVersion.objects.filter(version=version).exists():
+            self.add_error("version", f"Model version {version} is registered already. Give another name.")
+            return cleaned
+        self.instance.version = version
+        self.instance.model_dir = str(folder)
+        self.instance.class_names = description["class_names"]
+        self.instance.metrics = description.get("metrics", {})
+        cleaned["version"] = version
+        return cleaned
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
     list_display = ["version", "is_active", "is_default", "scores", "short_model_dir", "created"]
     list_filter = ["is_active", "is_default"]
-    readonly_fields = ["is_active", "created"]
     actions = ["activate"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = ModelVersionAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["model_dir", "version"]
+        return ["version", "model_dir", "is_active", "is_default", "class_names", "metrics", "created"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A registered version mirrors its folder's model.json, so nothing is edited by hand.
+        if obj is None:
+            return []
+        return ["version", "model_dir", "is_active", "is_default", "class_names", "metrics", "created"]
 
     @admin.display(description="Scores")
     def scores(self, version: ModelVersion) -> str:
@@ -72,7 +124,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, "Select exactly one model version to activate.", messages.ERROR)
             return
 
-        version = services.model_version_activate(queryset.get())
+        try:
+            version = services.model_version_activate(queryset.get())
+        except services.ModelVersionUnusable as error:
+            self.message_user(request, str(error), messages.ERROR)
+            return
         self.message_user(request, f"Model version {version.version} is active; workers switch at their next batch.")
 
 

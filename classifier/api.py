@@ -112,7 +112,8 @@ class ImageOutput(serializers.Serializer):
         prediction = upload.latest_prediction
         if prediction is None or prediction.status != Prediction.Status.FAILED:
             return None
-        return prediction.error
+        request = self.context.get("request")
+        return prediction.error if request and request.user.is_staff else prediction.public_error
 
     def get_verified_label(self, upload: Upload) -> str | None:
         return upload.verified_label or None

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 
 from classifier import selectors, services
-from classifier.models import ModelVersion, Prediction
+from classifier.models import MODEL_LOAD_FAILURE, ModelVersion, Prediction
 from ml.errors import ImageDecodeError, MLError
 from ml.images import open_image
 from ml.inference import Predictor
@@ -99,7 +99,7 @@ def run_batch(first_id: int, *, worker: str) -> int:
 
     if loaded is None:
         for prediction in claimed:
-            services.prediction_fail(prediction, token=token, error=f"model could not be loaded: {load_error}")
+            services.prediction_fail(prediction, token=token, error=f"{MODEL_LOAD_FAILURE}: {load_error}")
         return 0
 
     try:

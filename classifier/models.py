@@ -5,6 +5,10 @@ from django.db import models
 from django.db.models import F, Q
 
 
+# Start of a prediction's error when the worker could not load the active model.
+MODEL_LOAD_FAILURE = "the model could not be loaded"
+
+
 class ModelVersion(models.Model):
     """A trained model directory (``model.safetensors`` + ``model.json``) that can serve predictions."""
 
@@ -147,6 +151,13 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"prediction {self.pk} of upload {self.upload_id}: {self.status}"
+
+    @property
+    def public_error(self) -> str:
+        """The failure reason for visitors: a model that failed to load is named without its server paths."""
+        if self.error.startswith(MODEL_LOAD_FAILURE):
+            return f"{MODEL_LOAD_FAILURE}, so staff have to fix or replace it. Try again later."
+        return self.error
 
     @property
     def latency_ms(self) -> float | None:

@@ -31,16 +31,45 @@ logger = logging.getLogger(__name__)
 # Model versions
 
 
-def _read_model_description(model_dir: Path) -> dict:
+def read_model_description(model_dir: Path) -> dict:
+    """Return a model folder's model.json, or raise ValueError naming the file when it is missing or not an object."""
     # Plain JSON on purpose: ml.checkpoints may import torch, and the web
     # process never does.
     description_path = model_dir / "model.json"
     try:
-        return json.loads(description_path.read_text())
+        description = json.loads(description_path.read_text())
     except FileNotFoundError:
         raise ValueError(f"model description not found: {description_path}") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"model description {description_path} is not valid JSON: {error}") from None
+    if not isinstance(description, dict):
+        raise ValueError(f"model description {description_path} is not a JSON object: write it with python -m ml")
+    return description
+
+
+class ModelVersionUnusable(Exception):
+    """Error for a model version whose folder cannot serve predictions; the message gives the reason."""
+
+
+def model_dir_problem(model_dir: str | Path) -> str | None:
+    """Return why a folder cannot serve predictions, or None when its model.json and weights file are in place.
+
+    Reads only model.json and checks that the weights file exists, so that the
+    web process can check a folder without importing torch. The worker still
+    checks the weights when it loads them.
+    """
+    model_dir = Path(model_dir)
+    try:
+        description = read_model_description(model_dir)
+    except ValueError as error:
+        return str(error)
+    class_names = description.get("class_names")
+    if not isinstance(class_names, list) or len(class_names) < 2 or not all(isinstance(n, str) for n in class_names):
+        return f"{model_dir / 'model.json'} has no class_names list of two or more names"
+    weights = model_dir / str(description.get("weights_file") or "model.safetensors")
+    if not weights.is_file():
+        return f"weights file not found: {weights}"
+    return None
 
 
 def model_version_register(
@@ -54,7 +83,7 @@ def model_version_register(
     """
     model_dir = Path(model_dir).resolve()
     return _model_version_register(
-        model_dir, _read_model_description(model_dir), version=version, metrics=metrics, is_default=is_default
+        model_dir, read_model_description(model_dir), version=version, metrics=metrics, is_default=is_default
     )
 
 
@@ -86,8 +115,12 @@ def model_version_activate(version: ModelVersion) -> ModelVersion:
     """Make ``version`` the model that serves new predictions.
 
     Inference workers compare the active version id before every batch, so
-    they switch without a restart.
+    they switch without a restart. Raises ModelVersionUnusable, and changes
+    nothing, when the version's folder lacks its model.json or weights file.
     """
+    problem = model_dir_problem(model_version_dir(version))
+    if problem:
+        raise ModelVersionUnusable(f"Model version {version.version} cannot serve predictions: {problem}.")
     # Lock the rows so that two concurrent activations end with one winner.
     list(ModelVersion.objects.select_for_update().filter(Q(is_active=True) | Q(pk=version.pk)))
     ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
@@ -120,7 +153,7 @@ def model_version_ensure_default() -> ModelVersion | None:
     """
     model_dir = default_model_dir().resolve()
     if (model_dir / "model.json").is_file():
-        description = _read_model_description(model_dir)
+        description = read_model_description(model_dir)
         default = _model_version_register(model_dir, description, version=None, metrics=None, is_default=True)
         # Scores added to model.json later (python -m ml evaluate --record)
         # reach a version registered before them.
@@ -128,7 +161,10 @@ def model_version_ensure_default() -> ModelVersion | None:
         if default.metrics != metrics:
             ModelVersion.objects.filter(pk=default.pk).update(metrics=metrics)
         if not ModelVersion.objects.filter(is_active=True).exists():
-            model_version_activate(default)
+            try:
+                model_version_activate(default)
+            except ModelVersionUnusable as error:
+                logger.warning("default model not activated: %s", error)
     else:
         logger.warning("default model not found at %s", model_dir)
 

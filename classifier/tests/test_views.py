@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -352,6 +353,59 @@ def test_admin_activates_model_version(admin_client, active_model, tmp_path):
     active_model.refresh_from_db()
     assert other.is_active is True
     assert active_model.is_active is False
+
+
+def test_admin_refuses_to_activate_missing_folder(admin_client, active_model, tmp_path):
+    from ml.testing import make_tiny_checkpoint
+
+    folder = make_tiny_checkpoint(tmp_path / "gone")
+    other = services.model_version_register(model_dir=folder, version="gone")
+    (folder / "model.safetensors").unlink()
+
+    response = admin_client.post(
+        "/admin/classifier/modelversion/", {"action": "activate", "_selected_action": [other.pk]}, follow=True
+    )
+
+    other.refresh_from_db()
+    active_model.refresh_from_db()
+    assert f"Model version gone cannot serve predictions: weights file not found: {folder}" in (
+        response.content.decode()
+    )
+    assert other.is_active is False
+    assert active_model.is_active is True
+
+
+def test_admin_add_model_version_reads_model_json(admin_client, active_model, tmp_path):
+    from ml.testing import make_tiny_checkpoint
+
+    folder = make_tiny_checkpoint(tmp_path / "new")
+
+    missing = admin_client.post("/admin/classifier/modelversion/add/", {"model_dir": str(tmp_path / "absent")})
+    added = admin_client.post("/admin/classifier/modelversion/add/", {"model_dir": str(folder), "version": "new-1"})
+    again = admin_client.post("/admin/classifier/modelversion/add/", {"model_dir": str(folder), "version": "new-1"})
+
+    assert missing.status_code == 200
+    assert "This folder cannot serve predictions: model description not found:" in missing.content.decode()
+    assert added.status_code == 302
+    version = services.ModelVersion.objects.get(version="new-1")
+    assert version.class_names == json.loads((folder / "model.json").read_text())["class_names"]
+    assert version.is_active is False
+    assert "Model version new-1 is registered already." in again.content.decode()
+
+
+def test_public_error_hides_model_paths(client, admin_client):
+    upload = services.upload_create(name="a.jpg", data=make_image_bytes())
+    reason = "the model could not be loaded: model description not found: /srv/models/x/model.json"
+    Prediction.objects.filter(pk=upload.latest_prediction_id).update(status=Prediction.Status.FAILED, error=reason)
+
+    public = client.get(f"/images/{upload.pk}/").content.decode()
+    public_api = client.get(f"/api/v1/images/{upload.pk}/").json()
+    staff = admin_client.get(f"/images/{upload.pk}/").content.decode()
+
+    assert "/srv/models" not in public
+    assert "the model could not be loaded, so staff have to fix or replace it" in public
+    assert public_api["error"].startswith("the model could not be loaded, so staff")
+    assert "/srv/models/x/model.json" in staff
 
 
 def test_favicon_served(client):
