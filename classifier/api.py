@@ -473,7 +473,8 @@ class ImagePredictApi(APIView):
 class ModelVersionOutput(serializers.ModelSerializer):
     metrics = serializers.SerializerMethodField(
         help_text="Scores as model.json stores them: `val` and `test`, each null or an object with at least "
-        "`accuracy` and `macro_f1`, and for a promoted model `training_job`, the id of the job it came from."
+        "`accuracy` and `macro_f1`; a recorded `test` also has `per_class`, `confusion_matrix`, `class_names`, "
+        "`n` and `split_fingerprint`. A promoted model also has `training_job`, the id of the job it came from."
     )
 
     class Meta:

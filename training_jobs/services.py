@@ -563,12 +563,27 @@ def promoted_metrics(job) -> dict[str, Any]:
     """
     return {
         "val": {"accuracy": job.val_accuracy, "macro_f1": job.val_macro_f1},
-        "test": {
-            "accuracy": job.test_accuracy,
-            "macro_f1": job.test_macro_f1,
-            "split_fingerprint": job.test_split_fingerprint,
-        },
+        "test": job_test_metrics(job, ClassMetric.objects.filter(job=job, split=ClassMetric.Split.TEST)),
         "training_job": job.pk,
+    }
+
+
+def job_test_metrics(job, class_metrics) -> dict[str, Any]:
+    """Return a job's test scores as ``ml evaluate --record`` stores them in model.json."""
+    rows = {row.class_name: row for row in class_metrics}
+    per_class = {
+        name: {"precision": row.precision, "recall": row.recall, "f1": row.f1, "support": row.support}
+        for name in job.class_names or []
+        if (row := rows.get(name)) is not None
+    }
+    return {
+        "accuracy": job.test_accuracy,
+        "macro_f1": job.test_macro_f1,
+        "per_class": per_class,
+        "confusion_matrix": job.test_confusion_matrix,
+        "class_names": list(job.class_names or []),
+        "n": sum(values["support"] for values in per_class.values()),
+        "split_fingerprint": job.test_split_fingerprint,
     }
 
 

@@ -408,6 +408,9 @@ def test_promote_activates_model_version(succeeded_job):
     assert active.metrics["val"] == {"accuracy": job.val_accuracy, "macro_f1": job.val_macro_f1}
     assert active.metrics["test"]["macro_f1"] == job.test_macro_f1
     assert active.metrics["test"]["split_fingerprint"] == job.test_split_fingerprint
+    assert active.metrics["test"]["per_class"]["altar"]["f1"] == pytest.approx(0.8)
+    assert active.metrics["test"]["confusion_matrix"] == job.test_confusion_matrix
+    assert active.metrics["test"]["n"] == 9
     assert active.metrics["training_job"] == job.pk
 
 
@@ -430,11 +433,9 @@ def test_migration_nests_old_promoted_metrics(succeeded_job):
 
     old.refresh_from_db()
     default.refresh_from_db()
-    assert old.metrics["test"] == {
-        "accuracy": 0.9,
-        "macro_f1": 0.8,
-        "split_fingerprint": succeeded_job.test_split_fingerprint,
-    }
+    assert old.metrics["test"]["accuracy"] == succeeded_job.test_accuracy
+    assert old.metrics["test"]["split_fingerprint"] == succeeded_job.test_split_fingerprint
+    assert old.metrics["test"]["per_class"]["apse"]["recall"] == 1.0
     assert old.metrics["val"]["macro_f1"] == succeeded_job.val_macro_f1
     assert old.metrics["training_job"] == succeeded_job.pk
     assert default.metrics == committed
