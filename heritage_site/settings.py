@@ -265,6 +265,9 @@ TRAINING_JOB_PROGRESS_INTERVAL = env_float("TRAINING_JOB_PROGRESS_INTERVAL", 2.0
 TRAINING_JOB_LOADER_WORKERS = env_int("TRAINING_JOB_LOADER_WORKERS", 1, minimum=0)
 TRAINING_JOB_DEVICE = env_device("TRAINING_JOB_DEVICE", "auto")
 
+# Address the login page gives visitors who want an account; empty leaves it out.
+CONTACT_EMAIL = env_str("CONTACT_EMAIL", "")
+
 # The classifier's default model: ml.DEFAULT_MODEL_DIR unless this is set.
 DEFAULT_MODEL_DIR = env_str("DEFAULT_MODEL_DIR", "")
 

@@ -27,6 +27,7 @@ api_v1_patterns = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/login/", views.SiteLoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/v1/", include((api_v1_patterns, "api-v1"))),
     # Any other /api/ URL, such as /api/v1/images/abc/, gets the API's JSON 404 instead of an HTML page.

@@ -1,5 +1,7 @@
 """Project-level views that belong to no app."""
 
+from django.conf import settings
+from django.contrib.auth.views import LoginView
 from django.db import connection
 from django.http import HttpRequest, HttpResponsePermanentRedirect, JsonResponse
 from django.urls import Resolver404, resolve
@@ -41,3 +43,10 @@ def _is_endpoint(path: str) -> bool:
         return resolve(path).url_name != API_NOT_FOUND
     except Resolver404:
         return False
+
+
+class SiteLoginView(LoginView):
+    """Django's login page, which also tells visitors how to get an account."""
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "contact_email": settings.CONTACT_EMAIL}

@@ -326,6 +326,17 @@ def test_login_keeps_username_after_wrong_password(client, owner):
     assert 'value="owner-name"' in page
 
 
+def test_login_page_says_how_to_get_account(client, settings):
+    without = client.get("/accounts/login/").content.decode()
+    settings.CONTACT_EMAIL = "archive@example.org"
+    with_contact = client.get("/accounts/login/").content.decode()
+
+    assert "Uploading needs no account." in without
+    assert "created by the site's staff." in without
+    assert "mailto:" not in without
+    assert 'write to <a href="mailto:archive@example.org">archive@example.org</a>' in with_contact
+
+
 def test_admin_retries_failed_predictions(admin_client):
     upload = services.upload_create(name="a.jpg", data=make_image_bytes())
     Prediction.objects.filter(pk=upload.latest_prediction_id).update(status=Prediction.Status.FAILED, error="boom")
