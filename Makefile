@@ -4,8 +4,11 @@
 PYTHON ?= python3
 VENV := .venv
 VENV_PYTHON := $(VENV)/bin/python
-# Touched after a successful install; older than requirements.txt means stale.
+# Holds the SHA-256 of the requirements.txt last installed. When it is older
+# than requirements.txt (a fresh clone, a git pull), the rule below installs
+# again only if the hash differs, and otherwise just touches it.
 INSTALLED := $(VENV)/.requirements-installed
+REQUIREMENTS_SHA256 = $(shell sha256sum requirements.txt | cut -c1-64)
 PORT ?= 8000
 
 .PHONY: run test lint benchmark compose-config clean-var
@@ -14,9 +17,13 @@ $(VENV_PYTHON):
 	$(PYTHON) -m venv $(VENV)
 
 $(INSTALLED): requirements.txt | $(VENV_PYTHON)
-	$(VENV_PYTHON) -m pip install torch==2.14.1 torchvision==0.29.1
-	$(VENV_PYTHON) -m pip install -r requirements.txt
-	touch $(INSTALLED)
+	@if [ "$$(cat $(INSTALLED) 2>/dev/null)" = "$(REQUIREMENTS_SHA256)" ]; then \
+		touch $(INSTALLED); \
+	else \
+		$(VENV_PYTHON) -m pip install torch==2.14.1 torchvision==0.29.1 && \
+		$(VENV_PYTHON) -m pip install -r requirements.txt && \
+		echo "$(REQUIREMENTS_SHA256)" > $(INSTALLED); \
+	fi
 
 run: $(INSTALLED)
 	PORT=$(PORT) $(VENV_PYTHON) scripts/run_local.py
