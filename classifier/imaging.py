@@ -134,7 +134,10 @@ def inspect_image(
     ``pixel_limit`` or ``corrupt``.
     """
     if not data:
-        raise ImageRejected("empty_file", f"“{name}” is empty (0 bytes).")
+        raise ImageRejected(
+            "empty_file",
+            f"“{name}” is empty (0 bytes). Choose the photo again once it has finished copying or downloading.",
+        )
     reject_if_too_large(name, len(data), max_bytes)
 
     _reject_known_non_photos(name, data[:4096])
