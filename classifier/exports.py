@@ -21,14 +21,16 @@ class _Echo:
 
 
 def upload_csv_rows(
-    uploads: Iterable[Upload], class_names: list[str], *, build_url, owner_columns: bool
+    uploads: Iterable[Upload], class_names: list[str], *, build_url, owner_columns: bool, full_errors: bool = False
 ) -> Iterator[str]:
     """Yield CSV lines: a header, then one line per upload with its latest prediction.
 
     `build_url` turns a path into an absolute URL. Original file names are
     private to the uploader and staff, so `owner_columns` adds them only for
     an export of one's own uploads, with a `hidden` column (yes or no), since
-    only such an export lists hidden photos.
+    only such an export lists hidden photos. A failed prediction's `error` is
+    the reason visitors see (``Prediction.public_error``) unless `full_errors`,
+    which staff get.
     """
     writer = csv.writer(_Echo())
     header = ["id"] + (["file", "hidden"] if owner_columns else []) + [
@@ -55,12 +57,18 @@ def upload_csv_rows(
             _format(probabilities.get(prediction.label)) if done else "",
             prediction.model_version.version if done and prediction.model_version else "",
             prediction.finished_at.isoformat() if done and prediction.finished_at else "",
-            prediction.error if prediction and prediction.status == Prediction.Status.FAILED else "",
+            _error_text(prediction, full_errors),
             upload.verified_label,
             build_url(reverse("classifier:detail", args=[upload.pk])),
             build_url(reverse("classifier:display-file", args=[upload.pk])),
         ]  # fmt: skip
         yield writer.writerow(row + [_format(probabilities.get(name)) for name in class_names])
+
+
+def _error_text(prediction: Prediction | None, full: bool) -> str:
+    if prediction is None or prediction.status != Prediction.Status.FAILED:
+        return ""
+    return prediction.error if full else prediction.public_error
 
 
 def _plain_text(value: str) -> str:

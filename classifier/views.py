@@ -216,7 +216,9 @@ def gallery_export(request: HttpRequest) -> HttpResponse:
     uploads = _gallery_uploads(user, label, mine, checked, _least_confident_requested(request)).iterator(
         chunk_size=exports.CHUNK_SIZE
     )
-    rows = exports.upload_csv_rows(uploads, class_names, build_url=request.build_absolute_uri, owner_columns=mine)
+    rows = exports.upload_csv_rows(
+        uploads, class_names, build_url=request.build_absolute_uri, owner_columns=mine, full_errors=user.is_staff
+    )
     response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
     name = "heritage-lens-my-uploads" if mine else "heritage-lens-gallery"
     if label:

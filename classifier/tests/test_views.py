@@ -417,6 +417,11 @@ def test_public_error_hides_model_paths(client, admin_client):
     assert "the model could not be loaded, so staff have to fix or replace it" in public
     assert public_api["error"].startswith("the model could not be loaded, so staff")
     assert "/srv/models/x/model.json" in staff
+    public_csv = b"".join(client.get("/gallery/export.csv").streaming_content).decode()
+    staff_csv = b"".join(admin_client.get("/gallery/export.csv").streaming_content).decode()
+    assert "/srv/models" not in public_csv
+    assert "the model could not be loaded, so staff have to fix or replace it" in public_csv
+    assert "/srv/models/x/model.json" in staff_csv
 
 
 def test_favicon_served(client):
