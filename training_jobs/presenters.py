@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
 from typing import Any
 
 from django.urls import reverse
@@ -256,3 +258,22 @@ def settings_comparison(jobs: list[TrainingJob]) -> dict[str, Any]:
         for job, row in zip(jobs, values, strict=True)
     ]
     return {"headings": [heading for _, heading in SETTINGS_COLUMNS], "rows": rows}
+
+
+# Settings in model.json whose values are server paths.
+_PATH_SETTINGS = ("data_dir", "out_dir", "weights_file", "init_from", "teacher")
+
+
+def public_model_description(description: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of a model.json with each server path cut to its last folder or file name."""
+    public = copy.deepcopy(description)
+    config = public.get("config")
+    if isinstance(config, dict):
+        for key in _PATH_SETTINGS:
+            if isinstance(config.get(key), str):
+                config[key] = Path(config[key]).name
+    for role in ("init_from", "teacher"):
+        origin = public.get(role)
+        if isinstance(origin, dict) and isinstance(origin.get("path"), str):
+            origin["path"] = Path(origin["path"]).name
+    return public

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import os
 from pathlib import Path
@@ -228,7 +229,14 @@ def job_model_file(request: HttpRequest, job_id: int, filename: str) -> FileResp
     path = Path(job.model_dir) / filename
     if not path.is_file():
         raise Http404("The model file is no longer on the server.")
-    return FileResponse(path.open("rb"), as_attachment=True, filename=f"training-job-{job.pk}-{filename}")
+    download_name = f"training-job-{job.pk}-{filename}"
+    if filename == "model.json" and not _is_staff(request):
+        # Server paths are for staff, so visitors get the description with folder names only.
+        description = presenters.public_model_description(json.loads(path.read_text()))
+        response = HttpResponse(json.dumps(description, indent=1), content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="{download_name}"'
+        return response
+    return FileResponse(path.open("rb"), as_attachment=True, filename=download_name)
 
 
 @require_GET

@@ -228,8 +228,26 @@ def test_model_download(anonymous_client, succeeded_job):
 
     assert weights.status_code == 200
     assert len(b"".join(weights.streaming_content)) > 1000
-    assert json.loads(b"".join(description.streaming_content))["class_names"] == ["altar", "apse", "vault"]
+    assert json.loads(description.content)["class_names"] == ["altar", "apse", "vault"]
     assert other.status_code == 404
+
+
+def test_model_json_paths_for_staff_only(anonymous_client, staff_client, succeeded_job):
+    description_file = Path(succeeded_job.model_dir) / "model.json"
+    description = json.loads(description_file.read_text())
+    description["config"] = {"data_dir": "/srv/data/ahe", "out_dir": "/srv/var/job-1", "weights_file": None}
+    description["teacher"] = {"path": "/srv/models/teacher", "model_version": "teacher-1"}
+    description_file.write_text(json.dumps(description))
+    url = f"/training/jobs/{succeeded_job.pk}/model/model.json"
+
+    public = anonymous_client.get(url)
+    staff = json.loads(b"".join(staff_client.get(url).streaming_content))
+
+    assert public["Content-Disposition"] == f'attachment; filename="training-job-{succeeded_job.pk}-model.json"'
+    assert "/srv/" not in public.content.decode()
+    assert json.loads(public.content)["config"] == {"data_dir": "ahe", "out_dir": "job-1", "weights_file": None}
+    assert json.loads(public.content)["teacher"]["path"] == "teacher"
+    assert staff["config"]["data_dir"] == "/srv/data/ahe"
 
 
 def test_cancelled_checkpoint_download_staff_only(anonymous_client, staff_client, make_job, tmp_path):
