@@ -88,6 +88,9 @@ class Upload(models.Model):
         "Prediction", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created = models.DateTimeField(auto_now_add=True, db_index=True)
+    imported = models.BooleanField(
+        default=False, help_text="Uploaded from the server's disk by manage.py import_photos."
+    )
     # The element a staff member confirmed, whatever the model predicted.
     verified_label = models.CharField(
         "checked label",

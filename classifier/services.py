@@ -226,11 +226,12 @@ def _stored_image_for(name: str, data: bytes) -> StoredImage:
     return _stored_image_create(sha256, data, inspected)
 
 
-def upload_create(*, name: str, data: bytes, owner=None, hidden: bool = False) -> Upload:
+def upload_create(*, name: str, data: bytes, owner=None, hidden: bool = False, imported: bool = False) -> Upload:
     """Validate one uploaded file, store it once per content, and queue its prediction.
 
-    ``hidden`` keeps it out of the public gallery from the start. Raises
-    ``ImageRejected`` with a code and a message for the visitor.
+    ``hidden`` keeps it out of the public gallery from the start, and
+    ``imported`` marks a file that import_photos read from the server's disk.
+    Raises ``ImageRejected`` with a code and a message for the visitor.
     """
     for attempt in range(2):
         stored_image = _stored_image_for(name, data)
@@ -241,6 +242,7 @@ def upload_create(*, name: str, data: bytes, owner=None, hidden: bool = False) -
                     owner=owner if owner is not None and owner.is_authenticated else None,
                     original_name=name[:255],
                     is_hidden=hidden,
+                    imported=imported,
                 )
                 prediction_request(upload)
             break
@@ -264,27 +266,32 @@ def upload_create_from_file(*, uploaded_file, owner=None) -> Upload:
 
 
 def upload_import_file(*, path: Path, name: str, owner=None, hidden: bool = False) -> tuple[Upload, bool]:
-    """Upload a file from the server's disk under ``name``, unless the same owner already uploaded it.
+    """Upload a file from the server's disk under ``name``, unless it was uploaded before.
 
-    Returns the upload and whether it is new. A file whose bytes and name the
-    same owner uploaded before, by an import or through the site, returns that
-    earlier upload and False, so an interrupted import can be run again. With
-    ``hidden``, such earlier uploads are hidden too. Raises ``ImageRejected``
-    as ``upload_create`` does, and for a file over the byte limit before
-    reading it.
+    Returns the upload and whether it is new. A file with the same bytes and
+    name counts as uploaded before when ``owner`` uploaded it (by an import or
+    through the site) or, without an owner, when an earlier import without an
+    owner did; anonymous visitors' uploads never count. Such a file returns
+    the earlier upload and False, so an interrupted import can be run again.
+    With ``hidden``, those earlier uploads are hidden too. Raises
+    ``ImageRejected`` as ``upload_create`` does, and for a file over the byte
+    limit before reading it.
     """
     reject_if_too_large(name, path.stat().st_size, settings.UPLOAD_MAX_BYTES)
     data = path.read_bytes()
     sha256 = hashlib.sha256(data).hexdigest()
-    previous = Upload.objects.filter(
-        stored_image__sha256=sha256, original_name=name[:255], owner_id=getattr(owner, "pk", None)
-    ).order_by("pk")
+    previous = Upload.objects.filter(stored_image__sha256=sha256, original_name=name[:255])
+    if owner is not None:
+        previous = previous.filter(owner=owner)
+    else:
+        previous = previous.filter(owner__isnull=True, imported=True)
+    previous = previous.order_by("pk")
     earliest = previous.first()
     if earliest is not None:
         if hidden:
             previous.update(is_hidden=True)
         return earliest, False
-    return upload_create(name=name, data=data, owner=owner, hidden=hidden), True
+    return upload_create(name=name, data=data, owner=owner, hidden=hidden, imported=True), True
 
 
 def upload_delete(upload: Upload) -> None:

@@ -43,6 +43,20 @@ def test_import_uploads_each_photo_once(photo_folder, django_user_model):
     assert f"skipped nave.jpg: already uploaded as photo {nave.pk}\n" in again.getvalue()
 
 
+def test_import_without_owner_ignores_visitor_uploads(photo_folder):
+    from classifier import services
+
+    visitor = services.upload_create(name="nave.jpg", data=(photo_folder / "nave.jpg").read_bytes())
+    output = StringIO()
+
+    call_command("import_photos", str(photo_folder), "--hide", stdout=output)
+
+    visitor.refresh_from_db()
+    assert "2 photos uploaded, 0 already uploaded and skipped" in output.getvalue()
+    assert visitor.is_hidden is False
+    assert Upload.objects.filter(original_name="nave.jpg", imported=True, is_hidden=True).count() == 1
+
+
 def test_import_hides_new_photos_from_the_start(photo_folder):
     call_command("import_photos", str(photo_folder), "--hide", stdout=StringIO())
 
