@@ -62,7 +62,20 @@ class ModelVersionAddForm(forms.ModelForm):
         model_dir = (cleaned.get("model_dir") or "").strip()
         if not model_dir:
             return cleaned
-        folder = Path(model_dir).expanduser().resolve()
+        folder = Path(model_dir).expanduser()
+        if not folder.is_absolute():
+            self.add_error(
+                "model_dir", f"Give the folder's absolute path, such as /srv/models/{folder.name or 'name'}."
+            )
+            return cleaned
+        folder = folder.resolve()
+        if not folder.is_dir():
+            self.add_error("model_dir", f"Folder not found on the server: {folder}.")
+            return cleaned
+        registered = ModelVersion.objects.filter(model_dir=str(folder)).first()
+        if registered is not None:
+            self.add_error("model_dir", f"This folder is registered already, as model version {registered.version}.")
+            return cleaned
         problem = services.model_dir_problem(folder)
         if problem:
             self.add_error("model_dir", f"This folder cannot serve predictions: {problem}.")

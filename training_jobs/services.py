@@ -31,7 +31,13 @@ from training_jobs.models import (
     TrainingJob,
 )
 from ml.architectures import is_known_architecture, unknown_architecture_message
-from training_jobs.selectors import JOB_SETTINGS, LITE_BACKBONE_PACKAGES, backbone_is_available, job_defaults
+from training_jobs.selectors import (
+    JOB_SETTINGS,
+    LITE_BACKBONE_PACKAGES,
+    backbone_choices,
+    backbone_is_available,
+    job_defaults,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +160,11 @@ def training_job_settings_errors(*, dataset: Dataset | None, values: dict[str, A
     backbone = values.get("backbone")
     if backbone and backbone not in LITE_BACKBONE_PACKAGES and not is_known_architecture(backbone):
         errors["backbone"] = unknown_architecture_message(backbone)
+        if not values.get("weights_file"):
+            errors["backbone"] += (
+                f" Without a weights_file, only {', '.join(backbone_choices())} can be trained (their ImageNet "
+                "weights are installed)."
+            )
     weights_file = values.get("weights_file")
     if weights_file and not Path(weights_file).is_file():
         errors["weights_file"] = f"weights_file {weights_file} does not exist on the server."

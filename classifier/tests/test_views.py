@@ -391,17 +391,28 @@ def test_admin_add_model_version_reads_model_json(admin_client, active_model, tm
 
     folder = make_tiny_checkpoint(tmp_path / "new")
 
-    missing = admin_client.post("/admin/classifier/modelversion/add/", {"model_dir": str(tmp_path / "absent")})
-    added = admin_client.post("/admin/classifier/modelversion/add/", {"model_dir": str(folder), "version": "new-1"})
-    again = admin_client.post("/admin/classifier/modelversion/add/", {"model_dir": str(folder), "version": "new-1"})
+    (tmp_path / "empty").mkdir()
 
-    assert missing.status_code == 200
-    assert "This folder cannot serve predictions: model description not found:" in missing.content.decode()
+    def add(model_dir, version=""):
+        return admin_client.post("/admin/classifier/modelversion/add/", {"model_dir": model_dir, "version": version})
+
+    absent = add(str(tmp_path / "absent"))
+    relative = add("models/new")
+    empty = add(str(tmp_path / "empty"))
+    added = add(str(folder), "new-1")
+    same_name = add(str(make_tiny_checkpoint(tmp_path / "other")), "new-1")
+    same_folder = add(str(folder), "new-2")
+
+    assert absent.status_code == 200
+    assert f"Folder not found on the server: {tmp_path / 'absent'}." in absent.content.decode()
+    assert "Give the folder&#x27;s absolute path, such as /srv/models/new." in relative.content.decode()
+    assert "This folder cannot serve predictions: model description not found:" in empty.content.decode()
     assert added.status_code == 302
     version = services.ModelVersion.objects.get(version="new-1")
     assert version.class_names == json.loads((folder / "model.json").read_text())["class_names"]
     assert version.is_active is False
-    assert "Model version new-1 is registered already." in again.content.decode()
+    assert "Model version new-1 is registered already. Give another name." in same_name.content.decode()
+    assert "This folder is registered already, as model version new-1." in same_folder.content.decode()
 
 
 def test_public_error_hides_model_paths(client, admin_client):

@@ -108,6 +108,10 @@ def test_create_rejects_unknown_architecture(staff_client, dataset, sent):
     (message,) = response.json()["error"]["fields"]["backbone"]
     assert message.startswith("backbone 'convnext_tiniest' is not a timm ")
     assert "did you mean convnext_tiny" in message
+    assert message.endswith(
+        "Without a weights_file, only efficientnet_lite0, efficientnet_lite1, efficientnet_lite2 can be trained "
+        "(their ImageNet weights are installed)."
+    )
     assert not TrainingJob.objects.exists()
 
 
