@@ -113,7 +113,9 @@ class JobDetailSerializer(JobSummarySerializer):
     batch = serializers.IntegerField()
     batches = serializers.IntegerField()
     last_loss = serializers.FloatField(allow_null=True)
-    queue_position = serializers.IntegerField(help_text="Queued or running jobs ahead of this queued one.")
+    queue_position = serializers.IntegerField(
+        allow_null=True, help_text="Queued or running jobs ahead of this queued one; null once it is not queued."
+    )
     elapsed_seconds = serializers.FloatField(allow_null=True)
     remaining_seconds = serializers.FloatField(allow_null=True, help_text="Estimate from the share of batches done.")
     failure_reason = serializers.CharField()

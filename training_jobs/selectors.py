@@ -87,10 +87,10 @@ def training_job_get(*, job_id: int, include_unfinished: bool) -> TrainingJob | 
     return training_job_list(include_unfinished=include_unfinished).filter(pk=job_id).first()
 
 
-def training_job_queue_position(job: TrainingJob) -> int:
-    """Return how many queued or running jobs were created before this queued one."""
+def training_job_queue_position(job: TrainingJob) -> int | None:
+    """Return how many queued or running jobs were created before this queued one; None when it is not queued."""
     if job.status != Status.QUEUED:
-        return 0
+        return None
     return (
         TrainingJob.objects.filter(status__in=[Status.QUEUED, Status.RUNNING], created_at__lte=job.created_at)
         .exclude(pk=job.pk)

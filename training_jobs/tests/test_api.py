@@ -261,6 +261,10 @@ def test_detail_hides_unfinished_jobs_from_public(anonymous_client, user_client,
     assert staff_view["queue_position"] == 0
 
 
+def test_queue_position_null_once_finished(anonymous_client, succeeded_job):
+    assert anonymous_client.get(f"/api/v1/training-jobs/{succeeded_job.pk}/").json()["queue_position"] is None
+
+
 def test_list_shows_public_only_succeeded(anonymous_client, staff_client, succeeded_job, make_job):
     make_job()
 
