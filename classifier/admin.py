@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 from django import forms
 from django.contrib import admin, messages
 from django.template.defaultfilters import pluralize
@@ -59,31 +57,14 @@ class ModelVersionAddForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        model_dir = (cleaned.get("model_dir") or "").strip()
-        if not model_dir:
+        if not cleaned.get("model_dir"):
             return cleaned
-        folder = Path(model_dir).expanduser()
-        if not folder.is_absolute():
-            self.add_error(
-                "model_dir", f"Give the folder's absolute path, such as /srv/models/{folder.name or 'name'}."
+        try:
+            folder, description, version = services.model_folder_check(
+                model_dir=cleaned["model_dir"], version=cleaned.get("version") or ""
             )
-            return cleaned
-        folder = folder.resolve()
-        if not folder.is_dir():
-            self.add_error("model_dir", f"Folder not found on the server: {folder}.")
-            return cleaned
-        registered = ModelVersion.objects.filter(model_dir=str(folder)).first()
-        if registered is not None:
-            self.add_error("model_dir", f"This folder is registered already, as model version {registered.version}.")
-            return cleaned
-        problem = services.model_dir_problem(folder)
-        if problem:
-            self.add_error("model_dir", f"This folder cannot serve predictions: {problem}.")
-            return cleaned
-        description = services.read_model_description(folder)
-        version = cleaned.get("version") or description.get("model_version") or folder.name
-        if ModelVersion.objects.filter(version=version).exists():
-            self.add_error("version", f"Model version {version} is registered already. Give another name.")
+        except services.InvalidModelFolder as error:
+            self.add_error(error.field, error.message)
             return cleaned
         self.instance.version = version
         self.instance.model_dir = str(folder)

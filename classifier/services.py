@@ -72,6 +72,46 @@ def model_dir_problem(model_dir: str | Path) -> str | None:
     return None
 
 
+class InvalidModelFolder(Exception):
+    """Error for a folder that cannot be registered as a model version, naming the form field at fault."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def model_folder_check(*, model_dir: str, version: str = "") -> tuple[Path, dict, str]:
+    """Check a folder that staff want to register; return it resolved, its model.json and the version name.
+
+    The name is ``version``, else the ``model_version`` of its model.json,
+    else the folder's name. Raises InvalidModelFolder for a relative path, a
+    missing folder, a folder registered already, a folder that cannot serve
+    predictions, or a name in use.
+    """
+    folder = Path(model_dir.strip()).expanduser()
+    if not folder.is_absolute():
+        raise InvalidModelFolder(
+            "model_dir", f"Give the folder's absolute path, such as /srv/models/{folder.name or 'name'}."
+        )
+    folder = folder.resolve()
+    if not folder.is_dir():
+        raise InvalidModelFolder("model_dir", f"Folder not found on the server: {folder}.")
+    registered = ModelVersion.objects.filter(model_dir=str(folder)).first()
+    if registered is not None:
+        raise InvalidModelFolder(
+            "model_dir", f"This folder is registered already, as model version {registered.version}."
+        )
+    problem = model_dir_problem(folder)
+    if problem:
+        raise InvalidModelFolder("model_dir", f"This folder cannot serve predictions: {problem}.")
+    description = read_model_description(folder)
+    version = version or description.get("model_version") or folder.name
+    if ModelVersion.objects.filter(version=version).exists():
+        raise InvalidModelFolder("version", f"Model version {version} is registered already. Give another name.")
+    return folder, description, version
+
+
 def model_version_register(
     *, model_dir: str | Path, version: str | None = None, metrics: dict | None = None, is_default: bool = False
 ) -> ModelVersion:
