@@ -59,6 +59,7 @@ class ModelVersionAddForm(forms.ModelForm):
         cleaned = super().clean()
         if not cleaned.get("model_dir"):
             return cleaned
+
         try:
             folder, description, version = services.model_folder_check(
                 model_dir=cleaned["model_dir"], version=cleaned.get("version") or ""
@@ -66,6 +67,7 @@ class ModelVersionAddForm(forms.ModelForm):
         except services.InvalidModelFolder as error:
             self.add_error(error.field, error.message)
             return cleaned
+
         self.instance.version = version
         self.instance.model_dir = str(folder)
         self.instance.class_names = description["class_names"]
