@@ -69,8 +69,7 @@ def upload_page(request: HttpRequest) -> HttpResponse:
 
     # Rejections travel to the results page in the session (Post/Redirect/Get). Messages
     # would show once, and the page reloads itself while predictions run.
-    ids = ",".join(accepted_ids)
-    _remember_uploads(request, accepted_ids, ids, [rejection["error"]["message"] for rejection in rejections])
+    ids = _remember_uploads(request, accepted_ids, [rejection["error"]["message"] for rejection in rejections])
     return redirect(f"{reverse('classifier:results')}?ids={ids}")
 
 
@@ -80,16 +79,19 @@ SESSION_UPLOADS_KEPT = 200
 SESSION_REJECTIONS_KEPT = 20
 
 
-def _remember_uploads(request: HttpRequest, upload_ids: list[str], ids: str, rejections: list[str]) -> None:
+def _remember_uploads(request: HttpRequest, upload_ids: list[str], rejections: list[str]) -> str:
     """Record in the session which uploads this browser sent, and why files of that post were rejected.
 
     The results page shows this browser the file names and the reasons, on every reload.
+    Returns the results page's ``ids`` value, which keys the reasons.
     """
+    ids = ",".join(upload_ids)
     recent = request.session.get("upload_ids", []) + [int(upload_id) for upload_id in upload_ids]
     request.session["upload_ids"] = recent[-SESSION_UPLOADS_KEPT:]
     if rejections:
         kept = [entry for entry in request.session.get("upload_rejections", []) if entry["ids"] != ids]
         request.session["upload_rejections"] = [*kept, {"ids": ids, "messages": rejections}][-SESSION_REJECTIONS_KEPT:]
+    return ids
 
 
 @require_GET
