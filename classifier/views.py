@@ -43,6 +43,7 @@ def upload_page(request: HttpRequest) -> HttpResponse:
         "upload_rate": upload_rate_text("uploads_user" if request.user.is_authenticated else "uploads_anon", "uploads"),
         "active_model": selectors.model_version_get_active(),
         "rejections": [],
+        "small_side": SMALL_PHOTO_SIDE,
     }
     if request.method == "GET":
         return render(request, "classifier/upload.html", context)

@@ -149,6 +149,8 @@ def main() -> int:
         return 1
 
     _manage("migrate", "--noinput", "-v", "0")
+    # WhiteNoise serves the collected copies, which DEBUG=0 needs (runserver serves them only with DEBUG on).
+    _manage("collectstatic", "--noinput", "-v", "0")
     # Printed once, below the address, when the site is up.
     site_summary = _manage("prepare_site", echo=False)
 

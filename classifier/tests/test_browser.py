@@ -154,6 +154,49 @@ def test_upload_page_sends_more_files_than_form_limit(live_server, active_model,
     assert page.locator(".status-rejected").count() == 0
 
 
+def test_upload_page_keeps_order_and_warns_small(live_server, start_worker, active_model, browser, tmp_path):
+    start_worker()
+    names = ["b-portal.jpg", "a-tiny.png", "c-nave.jpg"]
+    (tmp_path / names[0]).write_bytes(make_image_bytes("JPEG", (80, 60)))
+    (tmp_path / names[1]).write_bytes(make_image_bytes("PNG", (20, 20)))
+    (tmp_path / names[2]).write_bytes(make_image_bytes("JPEG", (81, 60)))
+    page = browser.new_page()
+
+    page.goto(f"{live_server.url}/")
+    page.click("button:has-text('Upload')")
+    notice = page.locator("#upload-notice")
+    assert notice.is_visible()
+    assert notice.inner_text().startswith("Choose one or more photos to upload")
+    page.set_input_files("#file-input", [str(tmp_path / name) for name in names])
+
+    page.wait_for_selector(".upload-item[data-label] >> nth=2", timeout=60_000)
+    assert page.locator(".upload-name").all_inner_texts() == names
+    assert not notice.is_visible()
+    warnings = page.locator(".upload-item .message-warning")
+    assert warnings.count() == 1
+    assert "under 32 pixels" in warnings.inner_text()
+    assert page.locator(".upload-item").nth(1).locator(".message-warning").count() == 1
+
+
+def test_upload_page_stops_sending_at_limit(live_server, active_model, browser, tmp_path):
+    photos = []
+    for index in range(8):
+        photo = tmp_path / f"apse-{index}.jpg"
+        photo.write_bytes(make_image_bytes("JPEG", (60 + index, 40)))
+        photos.append(str(photo))
+    page = browser.new_page()
+
+    page.goto(f"{live_server.url}/")
+    page.set_input_files("#file-input", photos)
+
+    page.wait_for_function("document.querySelectorAll('.upload-item progress').length === 0", timeout=30_000)
+    rejected = page.locator(".status-rejected").all_inner_texts()
+    assert len(rejected) == 3
+    assert rejected[0].startswith("Too many uploads: the limit is 5 uploads per minute")
+    assert all(text.startswith(("Too many uploads", "Not sent: the upload limit was reached")) for text in rejected)
+    assert page.locator(".upload-item img[src]").count() == 5
+
+
 def test_staff_confirms_then_corrects_label(live_server, active_model, browser, django_user_model):
     from classifier import services
     from classifier.models import Prediction, Upload

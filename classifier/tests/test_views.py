@@ -435,6 +435,26 @@ def test_public_error_hides_model_paths(client, admin_client):
     assert "/srv/models/x/model.json" in staff_csv
 
 
+def test_not_found_pages_use_site_layout(client):
+    unknown_photo = client.get("/images/99999/")
+    unknown_page = client.get("/no-such-page/")
+
+    assert unknown_photo.status_code == 404
+    assert "Heritage Lens" in unknown_photo.content.decode()
+    assert "Back to the gallery" in unknown_photo.content.decode()
+    assert "<p>Image not found.</p>" in unknown_photo.content.decode()
+    assert "There is no page at this address." in unknown_page.content.decode()
+
+
+def test_server_error_page_renders_without_context():
+    from django.template import loader
+
+    html = loader.get_template("500.html").render({})
+
+    assert "Something went wrong on the server" in html
+    assert "css/site" in html
+
+
 def test_favicon_served(client):
     from django.contrib.staticfiles import finders
 

@@ -15,12 +15,19 @@
   var list = document.getElementById("upload-list");
   var section = document.getElementById("upload-section");
   var csrfToken = form.querySelector("input[name=csrfmiddlewaretoken]").value;
+  var notice = document.getElementById("upload-notice");
+  var smallSide = parseInt(form.dataset.smallSide, 10) || 0;
   var POLL_INTERVAL_MS = 400;
   var PARALLEL_UPLOADS = 3;
   var queue = [];
   var active = 0;
+  // Set by the first response over the upload limit (429): the files still queued are not sent.
+  var limitReached = false;
 
   input.required = false;
+  Array.prototype.forEach.call(document.querySelectorAll(".js-only"), function (node) {
+    node.hidden = false;
+  });
 
   function element(tag, className, text) {
     var node = document.createElement(tag);
@@ -73,6 +80,10 @@
     var link = element("a", "label", elementName(image.prediction.label));
     link.href = image.page_url;
     item.status.appendChild(link);
+    if (smallSide && Math.min(image.width, image.height) < smallSide) {
+      item.body.appendChild(element("p", "message message-warning",
+        "This photo is under " + smallSide + " pixels on its short side, too small for a reliable prediction."));
+    }
     item.body.appendChild(renderProbabilities(image.prediction.probabilities));
     item.node.dataset.label = image.prediction.label;
     return true;
@@ -123,6 +134,13 @@
     }
     item.status.className = "status status-rejected";
     item.status.textContent = entry && entry.error ? entry.error.message : errorMessage(request);
+    if (request.status === 429) limitReached = true;
+  }
+
+  function skipUpload(item) {
+    item.progress.remove();
+    item.status.className = "status status-rejected";
+    item.status.textContent = "Not sent: the upload limit was reached (see above). Choose this photo again later.";
   }
 
   function startUpload(item) {
@@ -155,6 +173,9 @@
   }
 
   function next() {
+    while (limitReached && queue.length) {
+      skipUpload(queue.shift());
+    }
     while (active < PARALLEL_UPLOADS && queue.length) {
       startUpload(queue.shift());
     }
@@ -165,7 +186,10 @@
     // does not apply here: every chosen file is queued.
     var selected = Array.prototype.slice.call(files);
     if (!selected.length) return;
+    notice.hidden = true;
     section.hidden = false;
+    // The newest batch goes on top, in the order its files were chosen.
+    var batch = document.createDocumentFragment();
     selected.forEach(function (file) {
       var node = element("li", "upload-item");
       var thumb = element("img", "upload-thumb");
@@ -181,14 +205,21 @@
       body.appendChild(status);
       node.appendChild(thumb);
       node.appendChild(body);
-      list.insertBefore(node, list.firstChild);
+      batch.appendChild(node);
       queue.push({ file: file, node: node, thumb: thumb, body: body, progress: progress, status: status });
     });
+    list.insertBefore(batch, list.firstChild);
     next();
   }
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();
+    if (!input.files.length) {
+      notice.textContent = "Choose one or more photos to upload: they are sent as soon as they are chosen.";
+      notice.hidden = false;
+      input.focus();
+      return;
+    }
     addFiles(input.files);
     form.reset();
   });
