@@ -8,6 +8,17 @@
   if (!root || !canvas || typeof Chart === "undefined") return;
 
   const palette = ["#888888", "#444444", "#2b6cb5", "#b5452b", "#2b9b5a", "#8a4fb5", "#c28a1e", "#1e9cc2"];
+  // On a phone the bars run sideways, one class per row, so that the class
+  // names and the bars get the screen's height rather than its width.
+  const narrow = window.matchMedia("(max-width: 640px)").matches;
+
+  // Class names as visitors read them, by the rule of the element_name
+  // template filter (and of upload.js): bell_tower to "bell tower", dome(inner) to "inner dome".
+  function elementName(className) {
+    const words = String(className).replace(/_/g, " ").trim();
+    const qualified = /^([\w ]+)\(([\w ]+)\)$/.exec(words);
+    return qualified ? qualified[2].trim() + " " + qualified[1].trim() : words;
+  }
 
   fetch(root.dataset.chartUrl, { headers: { Accept: "application/json" } })
     .then((response) => response.json())
@@ -19,10 +30,15 @@
       const scores = table.rows.flatMap((row) => row.cells.map((cell) => cell.f1)).filter((f1) => f1 !== null);
       const lowest = Math.min(0.5, ...scores);
       const axisMin = Math.max(0, Math.floor(lowest * 10) / 10);
+      const scoreAxis = { min: axisMin, max: 1, title: { display: true, text: "F1" } };
+      // A fixed box height (the chart fills it) keeps the bars readable on any width.
+      canvas.parentElement.style.height = narrow
+        ? `${table.classes.length * (table.rows.length * 10 + 14) + 160}px`
+        : "26rem";
       new Chart(canvas, {
         type: "bar",
         data: {
-          labels: table.classes,
+          labels: table.classes.map(elementName),
           datasets: table.rows.map((row, index) => ({
             label: row.label,
             data: row.cells.map((cell) => cell.f1),
@@ -31,7 +47,10 @@
         },
         options: {
           animation: false,
-          scales: { y: { min: axisMin, max: 1, title: { display: true, text: "F1" } } },
+          maintainAspectRatio: false,
+          indexAxis: narrow ? "y" : "x",
+          scales: narrow ? { x: scoreAxis } : { y: scoreAxis },
+          plugins: { legend: { position: narrow ? "bottom" : "top", align: "start" } },
         },
       });
       canvas.dataset.axisMin = String(axisMin);

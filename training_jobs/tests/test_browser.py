@@ -136,8 +136,16 @@ def test_staff_launches_and_watches_job(
     assert page.evaluate("Chart.getChart('compare-chart').data.datasets.length") == 3
     page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
 
-    # On a phone only the tables scroll sideways, never the whole page.
+    # On a phone the bars run sideways, one class per row, with readable names.
     page.set_viewport_size({"width": 390, "height": 800})
+    page.goto(f"{live_server.url}/training/compare/?ids={job.pk}")
+    page.wait_for_selector("#compare-chart[data-ready='1']")
+    assert page.evaluate("Chart.getChart('compare-chart').options.indexAxis") == "y"
+    assert "inner dome" in page.evaluate("Chart.getChart('compare-chart').data.labels")
+    assert page.evaluate("document.getElementById('compare-chart').clientHeight") > 400
+    page.screenshot(path=str(tmp_path / "compare-phone.png"), full_page=True)
+
+    # On a phone only the tables scroll sideways, never the whole page.
     for path in ("/training/", f"/training/jobs/{job.pk}/", f"/training/compare/?ids={job.pk}"):
         page.goto(f"{live_server.url}{path}")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
