@@ -411,19 +411,25 @@ class ImageDetailApi(APIView):
 
 
 class ImageHideApi(APIView):
-    """Hide an image from the public gallery and API, or show it again (staff only)."""
-
-    permission_classes = [IsStaff]
+    """Hide an image from the public gallery and API, or show it again (the uploader and staff only)."""
 
     class Input(serializers.Serializer):
         hidden = serializers.BooleanField(help_text="true hides the image, false shows it again.")
 
     @extend_schema(operation_id="images_hide", request=Input, responses=ImageOutput)
     def post(self, request, upload_id: int):
+        if not request.user.is_authenticated:
+            raise NotAuthenticated("Log in or send an API token to hide your images.")
         serializer = self.Input(data=request.data)
         serializer.is_valid(raise_exception=True)
 
         upload = _visible_upload(upload_id, request.user)
+        if not selectors.can_see_private(request.user, upload):
+            return error_response(
+                "permission_denied",
+                "Only the uploader or staff may hide or show this image.",
+                status.HTTP_403_FORBIDDEN,
+            )
 
         services.upload_set_hidden(upload, hidden=serializer.validated_data["hidden"])
         return Response(ImageOutput(upload, context={"request": request}).data)

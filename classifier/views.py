@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, StreamingHttpResponse
@@ -90,8 +91,10 @@ def _remember_uploads(request: HttpRequest, upload_ids: list[str], rejections: l
     recent = request.session.get("upload_ids", []) + [int(upload_id) for upload_id in upload_ids]
     request.session["upload_ids"] = recent[-SESSION_UPLOADS_KEPT:]
     if rejections:
-        kept = [entry for entry in request.session.get("upload_rejections", []) if entry["ids"] != ids]
-        request.session["upload_rejections"] = [*kept, {"ids": ids, "messages": rejections}][-SESSION_REJECTIONS_KEPT:]
+        other_posts = [entry for entry in request.session.get("upload_rejections", []) if entry["ids"] != ids]
+        request.session["upload_rejections"] = [*other_posts, {"ids": ids, "messages": rejections}][
+            -SESSION_REJECTIONS_KEPT:
+        ]
     return ids
 
 
@@ -319,9 +322,16 @@ def _photo_action(view):
     return staff_required(wrapper)
 
 
-@_photo_action
+@require_http_methods(["GET", "POST"])
 def detail_set_hidden(request: HttpRequest, upload_id: int) -> HttpResponse:
+    """Hide the photo from the gallery or show it again, for the uploader and staff only."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(reverse("classifier:detail", args=[upload_id]))
     upload = _upload_or_404(upload_id, request.user)
+    if not selectors.can_see_private(request.user, upload):
+        raise Http404("Image not found.")
+    if request.method == "GET":
+        return redirect("classifier:detail", upload_id=upload.pk)
     if request.POST.get("hidden") not in ("0", "1"):
         messages.error(request, "Nothing was changed: the form must send hidden=1 to hide or hidden=0 to show.")
         return redirect("classifier:detail", upload_id=upload.pk)

@@ -387,8 +387,9 @@ def test_schema_and_docs_pages(anonymous):
     assert b"cdn" not in docs.content.lower()
 
 
-def test_hide_requires_staff(anonymous, member_client, staff_client):
+def test_hide_for_uploader_and_staff(anonymous, member, member_client, staff_client):
     upload = _uploaded()
+    own = services.upload_create(name="own.png", data=make_image_bytes("PNG", (41, 30)), owner=member)
     url = f"{IMAGES_URL}{upload.pk}/hide/"
 
     anonymous_response = anonymous.post(url, {"hidden": True})
@@ -397,12 +398,15 @@ def test_hide_requires_staff(anonymous, member_client, staff_client):
 
     forbidden = member_client.post(url, {"hidden": True})
     assert forbidden.status_code == 403
-    assert forbidden.json()["error"]["message"] == "Only staff users may do this."
+    assert forbidden.json()["error"]["message"] == "Only the uploader or staff may hide or show this image."
     response = staff_client.post(url, {"hidden": True})
+    own_response = member_client.post(f"{IMAGES_URL}{own.pk}/hide/", {"hidden": True})
 
     assert response.status_code == 200
     assert response.json()["hidden"] is True
     assert Upload.objects.get(pk=upload.pk).is_hidden is True
+    assert own_response.status_code == 200
+    assert Upload.objects.get(pk=own.pk).is_hidden is True
 
 
 def test_hide_needs_explicit_value(staff_client):
