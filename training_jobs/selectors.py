@@ -169,10 +169,11 @@ def comparison_jobs(ids: str) -> list[TrainingJob]:
     if not ids.strip():
         return list(succeeded[:COMPARE_DEFAULT_JOBS])
 
-    try:
-        job_ids = list(dict.fromkeys(int(part) for part in ids.split(",") if part.strip()))
-    except ValueError:
-        raise ValueError(f"ids must be comma-separated job numbers, not {ids!r}.") from None
+    parts = [part.strip() for part in ids.split(",") if part.strip()]
+    malformed = [part for part in parts if not part.isdigit()]
+    if malformed:
+        raise ValueError(f"Jobs are named by their numbers, separated by commas: {malformed[0]!r} is not a job number.")
+    job_ids = list(dict.fromkeys(int(part) for part in parts))
     if len(job_ids) > COMPARE_MAX_JOBS:
         raise ValueError(f"At most {COMPARE_MAX_JOBS} jobs can be compared at once, not {len(job_ids)}.")
 

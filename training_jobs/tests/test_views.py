@@ -361,7 +361,9 @@ def test_compare_json_feeds_chart(anonymous_client, succeeded_job):
     body = anonymous_client.get(f"/training/compare.json?ids={succeeded_job.pk}").json()
 
     assert len(body["rows"]) == 3
-    assert anonymous_client.get("/training/compare.json?ids=abc").status_code == 400
+    malformed = anonymous_client.get("/training/compare.json?ids=1,abc")
+    assert malformed.status_code == 400
+    assert "'abc' is not a job number." in malformed.content.decode()
 
 
 @pytest.mark.parametrize("action", ["cancel", "promote"])
