@@ -188,6 +188,8 @@
     if (!selected.length) return;
     notice.hidden = true;
     section.hidden = false;
+    // A new batch tries again: the limit may have reset since the last refusal.
+    limitReached = false;
     // The newest batch goes on top, in the order its files were chosen.
     var batch = document.createDocumentFragment();
     selected.forEach(function (file) {
