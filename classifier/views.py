@@ -110,6 +110,7 @@ def upload_results(request: HttpRequest) -> HttpResponse:
         private = selectors.can_see_private(request.user, upload) or upload.pk in own
         upload.shown_name = upload.original_name if private else f"Photo {upload.pk}"
         upload.alt_text = f"Uploaded photo {upload.original_name}" if private else f"Photo {upload.pk}"
+        upload.too_small = min(upload.stored_image.width, upload.stored_image.height) < SMALL_PHOTO_SIDE
     pending = any(
         upload.latest_prediction is None or upload.latest_prediction.status == Prediction.Status.PENDING
         for upload in uploads
@@ -118,7 +119,9 @@ def upload_results(request: HttpRequest) -> HttpResponse:
         (entry["messages"] for entry in request.session.get("upload_rejections", []) if entry["ids"] == raw_ids), []
     )
     return render(
-        request, "classifier/results.html", {"uploads": uploads, "pending": pending, "rejections": rejections}
+        request,
+        "classifier/results.html",
+        {"uploads": uploads, "pending": pending, "rejections": rejections, "small_side": SMALL_PHOTO_SIDE},
     )
 
 

@@ -87,6 +87,15 @@ def test_form_post_without_javascript_redirects_to_results(client):
     assert Upload.objects.count() == 2
 
 
+def test_results_page_warns_about_small_photo(client):
+    small = _done(services.upload_create(name="small.png", data=make_image_bytes("PNG", (24, 20))))
+    large = _done(services.upload_create(name="large.png", data=make_image_bytes("PNG", (64, 48))))
+
+    html = client.get(f"/uploads/results/?ids={small.pk},{large.pk}").content.decode()
+
+    assert html.count("too small for a reliable prediction") == 1
+
+
 def test_results_page_keeps_rejections_on_reload(client):
     files = [SimpleUploadedFile("one.jpg", make_image_bytes("JPEG")), SimpleUploadedFile("bad.jpg", b"text")]
     results_url = client.post("/", {"file": files})["Location"]

@@ -40,7 +40,8 @@
         data: {
           labels: table.classes.map(elementName),
           datasets: table.rows.map((row, index) => ({
-            label: row.label,
+            // A phone's legend cannot wrap a long label, so it shows the part before the colon ("Job 1").
+            label: narrow ? row.label.split(":")[0] : row.label,
             data: row.cells.map((cell) => cell.f1),
             backgroundColor: palette[index % palette.length],
           })),

@@ -142,6 +142,7 @@ def test_staff_launches_and_watches_job(
     page.wait_for_selector("#compare-chart[data-ready='1']")
     assert page.evaluate("Chart.getChart('compare-chart').options.indexAxis") == "y"
     assert "inner dome" in page.evaluate("Chart.getChart('compare-chart').data.labels")
+    assert page.evaluate("Chart.getChart('compare-chart').data.datasets.map(d => d.label)")[-1] == f"Job {job.pk}"
     assert page.evaluate("document.getElementById('compare-chart').clientHeight") > 400
     page.screenshot(path=str(tmp_path / "compare-phone.png"), full_page=True)
 
