@@ -133,14 +133,21 @@
       return;
     }
     item.status.className = "status status-rejected";
+    if (request.status === 429) {
+      // The limit's long message is shown once, above the list, rather than on every refused photo.
+      limitReached = true;
+      notice.textContent = errorMessage(request);
+      notice.hidden = false;
+      item.status.textContent = "Refused: the upload limit was reached (see the message above). Choose this photo again later.";
+      return;
+    }
     item.status.textContent = entry && entry.error ? entry.error.message : errorMessage(request);
-    if (request.status === 429) limitReached = true;
   }
 
   function skipUpload(item) {
     item.progress.remove();
     item.status.className = "status status-rejected";
-    item.status.textContent = "Not sent: the upload limit was reached (see above). Choose this photo again later.";
+    item.status.textContent = "Not sent: the upload limit was reached (see the message above). Choose this photo again later.";
   }
 
   function startUpload(item) {
