@@ -261,7 +261,7 @@ def _export_filter_problems(unknown: dict[str, str], class_names: list[str]) -> 
 def _upload_or_404(upload_id: int, user) -> Upload:
     upload = selectors.upload_get_for_user(upload_id, user)
     if upload is None:
-        raise Http404("Image not found.")
+        raise Http404(f"Photo {upload_id} not found: it does not exist, or it is hidden from the public.")
     return upload
 
 
@@ -342,7 +342,10 @@ def detail_set_hidden(request: HttpRequest, upload_id: int) -> HttpResponse:
     hidden = request.POST["hidden"] == "1"
     services.upload_set_hidden(upload, hidden=hidden)
     messages.success(
-        request, "The photo is hidden from the gallery." if hidden else "The photo is in the gallery again."
+        request,
+        "The photo is hidden: only its uploader and staff can see it."
+        if hidden
+        else "The photo is in the gallery again.",
     )
     return redirect("classifier:detail", upload_id=upload.pk)
 

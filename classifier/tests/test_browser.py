@@ -176,6 +176,7 @@ def test_upload_page_keeps_order_and_warns_small(live_server, start_worker, acti
     assert warnings.count() == 1
     assert "under 32 pixels" in warnings.inner_text()
     assert page.locator(".upload-item").nth(1).locator(".message-warning").count() == 1
+    page.screenshot(path=str(tmp_path / "upload.png"), full_page=True)
 
 
 def test_upload_page_stops_sending_at_limit(live_server, active_model, browser, tmp_path):

@@ -456,7 +456,10 @@ def test_not_found_pages_use_site_layout(client):
     assert unknown_photo.status_code == 404
     assert "Heritage Lens" in unknown_photo.content.decode()
     assert "Back to the gallery" in unknown_photo.content.decode()
-    assert "<p>Image not found.</p>" in unknown_photo.content.decode()
+    assert (
+        "<p>Photo 99999 not found: it does not exist, or it is hidden from the public.</p>"
+        in unknown_photo.content.decode()
+    )
     assert "There is no page at this address." in unknown_page.content.decode()
 
 
