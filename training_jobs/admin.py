@@ -188,7 +188,9 @@ class TrainingJobAdmin(admin.ModelAdmin):
             super().save_related(request, form, formsets, change)
 
     def response_add(self, request, obj, post_url_continue=None):
-        self.message_user(request, f"Training job {obj.pk} is queued for a training worker.", messages.SUCCESS)
+        self.message_user(
+            request, f"Training job {obj.pk} is launched; its status below updates by itself.", messages.SUCCESS
+        )
         return HttpResponseRedirect(reverse("training_jobs:job-detail", args=[obj.pk]))
 
     @admin.display(description="progress")

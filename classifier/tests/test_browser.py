@@ -195,6 +195,8 @@ def test_upload_page_stops_sending_at_limit(live_server, active_model, browser, 
     assert len(rejected) == 3
     assert all(text.startswith(("Refused: the upload limit", "Not sent: the upload limit")) for text in rejected)
     assert page.locator(".upload-item img[src]").count() == 5
+    # A photo that was not stored has no thumbnail, rather than an empty grey box.
+    assert page.locator(".upload-item .upload-thumb:visible").count() == 5
     assert page.inner_text("#upload-notice").startswith("Too many uploads: the limit is 5 uploads per minute")
 
 

@@ -133,6 +133,7 @@
       return;
     }
     item.status.className = "status status-rejected";
+    item.thumb.hidden = true;
     if (request.status === 429) {
       // The limit's long message is shown once, above the list, rather than on every refused photo.
       limitReached = true;
@@ -146,6 +147,7 @@
 
   function skipUpload(item) {
     item.progress.remove();
+    item.thumb.hidden = true;
     item.status.className = "status status-rejected";
     item.status.textContent = "Not sent: the upload limit was reached (see the message above). Choose this photo again later.";
   }
@@ -171,6 +173,7 @@
     request.onerror = function () {
       active -= 1;
       item.progress.remove();
+      item.thumb.hidden = true;
       item.status.className = "status status-rejected";
       item.status.textContent = "Upload failed: the server could not be reached.";
       next();
