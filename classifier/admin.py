@@ -81,6 +81,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
     list_display = ["version", "is_active", "is_default", "scores", "short_model_dir", "created"]
     list_filter = ["is_active", "is_default"]
     actions = ["activate"]
+    # A registered version mirrors its folder's model.json, so nothing is edited by hand.
+    change_fields = ["version", "model_dir", "is_active", "is_default", "class_names", "metrics", "created"]
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
@@ -88,15 +90,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
         return super().get_form(request, obj, **kwargs)
 
     def get_fields(self, request, obj=None):
-        if obj is None:
-            return ["model_dir", "version"]
-        return ["version", "model_dir", "is_active", "is_default", "class_names", "metrics", "created"]
+        return ["model_dir", "version"] if obj is None else self.change_fields
 
     def get_readonly_fields(self, request, obj=None):
-        # A registered version mirrors its folder's model.json, so nothing is edited by hand.
-        if obj is None:
-            return []
-        return ["version", "model_dir", "is_active", "is_default", "class_names", "metrics", "created"]
+        return [] if obj is None else self.change_fields
 
     @admin.display(description="Scores")
     def scores(self, version: ModelVersion) -> str:

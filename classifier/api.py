@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from classifier import selectors, services
 from classifier.imaging import ImageRejected
 from classifier.models import ModelVersion, Prediction, Upload
-from heritage_site.api import IsStaff, Pagination, error_response
+from heritage_site.api import IsStaff, Pagination, error_response, rate_text
 
 
 class UploadAnonThrottle(AnonRateThrottle):
@@ -34,23 +34,16 @@ class UploadUserThrottle(UserRateThrottle):
         return super().allow_request(request, view)
 
 
-def upload_rate_text(scope: str, noun: str) -> str:
-    """Return a throttle rate such as ``30/hour`` in words: "30 {noun} per hour"."""
-    count, _, period = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"][scope].partition("/")
-    unit = {"s": "second", "sec": "second", "m": "minute", "min": "minute", "h": "hour", "d": "day"}.get(period, period)
-    return f"{count} {noun} per {unit}"
-
-
 def throttle_message(user, wait_seconds: float) -> str:
     """Say which upload limit was reached and how long to wait, in minutes once that is over 90 s."""
     # The throttles count requests ("uploads"): one photo each from the upload
     # page, up to UPLOAD_MAX_FILES from the API or the plain form.
     if user.is_authenticated:
-        limit = f"the limit is {upload_rate_text('uploads_user', 'uploads')} for each account"
+        limit = f"the limit is {rate_text('uploads_user', 'uploads')} for each account"
     else:
         limit = (
-            f"the limit is {upload_rate_text('uploads_anon', 'uploads')} for visitors who are not logged in "
-            f"(log in for {upload_rate_text('uploads_user', 'uploads')})"
+            f"the limit is {rate_text('uploads_anon', 'uploads')} for visitors who are not logged in "
+            f"(log in for {rate_text('uploads_user', 'uploads')})"
         )
     seconds = max(1, math.ceil(wait_seconds))
     if seconds <= 90:

@@ -17,11 +17,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from classifier import exports, selectors, services
-from classifier.api import UploadAnonThrottle, UploadUserThrottle, create_uploads, throttle_message, upload_rate_text
+from classifier.api import UploadAnonThrottle, UploadUserThrottle, create_uploads, throttle_message
 from classifier.imaging import ACCEPT_ATTRIBUTE
 from classifier.models import Prediction, Upload
 from classifier.templatetags.element_names import element_name
-from heritage_site.api import request_user, token_failure
+from heritage_site.api import rate_text, request_user, token_failure
 from heritage_site.decorators import staff_required
 
 
@@ -41,7 +41,7 @@ def upload_page(request: HttpRequest) -> HttpResponse:
         "max_files": settings.UPLOAD_MAX_FILES,
         "max_mebibytes": settings.UPLOAD_MAX_BYTES // (1024 * 1024),
         # The page's script sends one request per photo, so requests are photos here.
-        "upload_rate": upload_rate_text("uploads_user" if request.user.is_authenticated else "uploads_anon", "uploads"),
+        "upload_rate": rate_text("uploads_user" if request.user.is_authenticated else "uploads_anon", "uploads"),
         "active_model": selectors.model_version_get_active(),
         "rejections": [],
         "small_side": SMALL_PHOTO_SIDE,
@@ -110,7 +110,7 @@ def upload_results(request: HttpRequest) -> HttpResponse:
         private = selectors.can_see_private(request.user, upload) or upload.pk in own
         upload.shown_name = upload.original_name if private else f"Photo {upload.pk}"
         upload.alt_text = f"Uploaded photo {upload.original_name}" if private else f"Photo {upload.pk}"
-        upload.too_small = min(upload.stored_image.width, upload.stored_image.height) < SMALL_PHOTO_SIDE
+        upload.too_small = _too_small(upload)
     pending = any(
         upload.latest_prediction is None or upload.latest_prediction.status == Prediction.Status.PENDING
         for upload in uploads
@@ -270,6 +270,10 @@ def _upload_or_404(upload_id: int, user) -> Upload:
 SMALL_PHOTO_SIDE = 32
 
 
+def _too_small(upload: Upload) -> bool:
+    return min(upload.stored_image.width, upload.stored_image.height) < SMALL_PHOTO_SIDE
+
+
 @require_GET
 def detail(request: HttpRequest, upload_id: int) -> HttpResponse:
     user = request_user(request)
@@ -285,7 +289,7 @@ def detail(request: HttpRequest, upload_id: int) -> HttpResponse:
             "probabilities": probabilities,
             "can_see_original": selectors.can_see_private(user, upload),
             "class_names": selectors.class_names() if user.is_staff else [],
-            "too_small": min(upload.stored_image.width, upload.stored_image.height) < SMALL_PHOTO_SIDE,
+            "too_small": _too_small(upload),
             "small_side": SMALL_PHOTO_SIDE,
         },
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, permissions, status
@@ -112,6 +113,14 @@ def request_user(request):
     return authenticated[0] if authenticated is not None else request.user
 
 
+def rate_text(scope: str, noun: str = "") -> str:
+    """Return a throttle scope's rate from settings in words, such as "30 uploads per hour" or "10 per minute"."""
+    count, _, period = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"][scope].partition("/")
+    # DRF reads only the period's first letter, so "h" and "hour" are the same unit.
+    unit = {"s": "second", "m": "minute", "h": "hour", "d": "day"}[period[0]]
+    return f"{count} {noun} per {unit}" if noun else f"{count} per {unit}"
+
+
 class TokenRequestThrottle(SimpleRateThrottle):
     """Limit on token requests per client address, logged in or not, so that passwords cannot be guessed quickly."""
 
@@ -127,11 +136,8 @@ class TokenApi(ObtainAuthToken):
     throttle_classes = [TokenRequestThrottle]
 
     def throttled(self, request, wait):
-        throttle = TokenRequestThrottle()
-        count, seconds = throttle.parse_rate(throttle.rate)
-        period = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}[seconds]
         exception = exceptions.Throttled(
-            detail=f"Too many token requests: the limit is {count} per {period} for each address. "
+            detail=f"Too many token requests: the limit is {rate_text(TokenRequestThrottle.scope)} for each address. "
             f"Try again in {max(1, math.ceil(wait or 1))} seconds."
         )
         exception.wait = math.ceil(wait) if wait else None

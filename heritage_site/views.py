@@ -46,7 +46,7 @@ def _is_endpoint(path: str) -> bool:
 
 
 class SiteLoginView(LoginView):
-    """Django's login page, which also tells visitors how to get an account."""
+    """Django's login page, with a line on how visitors get an account."""
 
     def get_context_data(self, **kwargs):
         return {**super().get_context_data(**kwargs), "contact_email": settings.CONTACT_EMAIL}

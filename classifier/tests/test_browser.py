@@ -47,6 +47,16 @@ def browser(live_server, monkeypatch):
         connections.close_all()
 
 
+def _write_photos(folder, prefix: str, count: int) -> list[str]:
+    """Write `count` JPEG photos of different sizes (so different bytes) and return their paths."""
+    paths = []
+    for index in range(count):
+        photo = folder / f"{prefix}-{index}.jpg"
+        photo.write_bytes(make_image_bytes("JPEG", (60 + index, 40)))
+        paths.append(str(photo))
+    return paths
+
+
 def test_upload_two_photos_and_browse(live_server, start_worker, active_model, browser, tmp_path):
     start_worker()
     picked = tmp_path / "Facade.JPG"
@@ -139,11 +149,7 @@ def test_my_uploads_filter_and_csv_download(live_server, active_model, browser, 
 
 def test_upload_page_sends_more_files_than_form_limit(live_server, active_model, browser, tmp_path, settings):
     settings.UPLOAD_MAX_FILES = 2
-    photos = []
-    for index in range(3):
-        photo = tmp_path / f"portal-{index}.jpg"
-        photo.write_bytes(make_image_bytes("JPEG", (60 + index, 40)))
-        photos.append(str(photo))
+    photos = _write_photos(tmp_path, "portal", 3)
     page = browser.new_page()
 
     page.goto(f"{live_server.url}/")
@@ -180,11 +186,7 @@ def test_upload_page_keeps_order_and_warns_small(live_server, start_worker, acti
 
 
 def test_upload_page_stops_sending_at_limit(live_server, active_model, browser, tmp_path):
-    photos = []
-    for index in range(8):
-        photo = tmp_path / f"apse-{index}.jpg"
-        photo.write_bytes(make_image_bytes("JPEG", (60 + index, 40)))
-        photos.append(str(photo))
+    photos = _write_photos(tmp_path, "apse", 8)
     page = browser.new_page()
 
     page.goto(f"{live_server.url}/")

@@ -573,23 +573,26 @@ def test_admin_form_reports_parse_and_rule_errors(staff_client, dataset, monkeyp
     assert not TrainingJob.objects.exists()
 
 
+def _other_backbone_form(dataset, backbone: str, **extra) -> dict:
+    """Return the launch form's fields for a small job with an "Other timm model" backbone."""
+    return {
+        "dataset": dataset.pk,
+        "backbone": "__other__",
+        "other_backbone": backbone,
+        "mode": "finetune",
+        "epochs": 1,
+        "batch_size": 8,
+        "learning_rate": 0.01,
+        "image_size": 64,
+        "seed": 0,
+        **extra,
+    }
+
+
 def test_admin_form_names_invalid_field(staff_client, dataset, monkeypatch):
     monkeypatch.setattr(services, "training_job_enqueue", lambda job_id: pytest.fail("nothing may be sent"))
 
-    response = staff_client.post(
-        "/admin/training_jobs/trainingjob/add/",
-        {
-            "dataset": dataset.pk,
-            "backbone": "__other__",
-            "other_backbone": "resnet50",
-            "mode": "finetune",
-            "epochs": 1,
-            "batch_size": 8,
-            "learning_rate": 0.01,
-            "image_size": 64,
-            "seed": 0,
-        },
-    )
+    response = staff_client.post("/admin/training_jobs/trainingjob/add/", _other_backbone_form(dataset, "resnet50"))
 
     assert response.status_code == 200
     assert "has no installed pretrained weights" in response.content.decode()
@@ -602,19 +605,7 @@ def test_admin_form_rejects_unknown_architecture(staff_client, dataset, monkeypa
     weights.write_bytes((2).to_bytes(8, "little") + b"{}")
 
     response = staff_client.post(
-        "/admin/training_jobs/trainingjob/add/",
-        {
-            "dataset": dataset.pk,
-            "backbone": "__other__",
-            "other_backbone": "resnet5",
-            "weights_file": str(weights),
-            "mode": "finetune",
-            "epochs": 1,
-            "batch_size": 8,
-            "learning_rate": 0.01,
-            "image_size": 64,
-            "seed": 0,
-        },
+        "/admin/training_jobs/trainingjob/add/", _other_backbone_form(dataset, "resnet5", weights_file=str(weights))
     )
 
     assert response.status_code == 200
